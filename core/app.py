@@ -1,0 +1,285 @@
+"""The Celery app factory: settings + plugins → a configured Celery app.
+
+`create_app(settings, plugins=[obj])` builds one (tests pass plugin objects);
+`get_app()` builds the default one from the environment, once per process —
+that is what `celery -A core`, `banktasks` and `core.tasks` use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+from celery import Celery, Task, signals
+from kombu import Queue
+from pydantic_core import to_jsonable_python
+
+from core.broker import EmbeddedValkey
+from core.db import Database
+from core.errors import ConfigError, TaskArgumentError
+from core.logging import configure_logging
+from core.plugins import PluginSet, build_plugin_set
+from core.runtime import Runtime
+from core.schedule import OFF_VALUES, Schedule
+from core.settings import PluginSettings, Settings, load_plugin_settings, load_settings
+from core.taskdef import TaskDef
+
+DEFAULT_QUEUE = "celery"
+MIN_VISIBILITY_TIMEOUT = 3600
+
+
+class BanktasksTask(Task):
+    """Base class of every plugin task: validates arguments and binds log context."""
+
+    spec: TaskDef
+    plugin: str
+    dont_autoretry_for = (TaskArgumentError,)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Validate the arguments from the type hints, then send (nothing is sent if bad)."""
+        message_kwargs = self.spec.message_kwargs(args, kwargs)
+        _check_countdown(self, options)
+        return super().apply_async(args=(), kwargs=message_kwargs, **options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        with structlog.contextvars.bound_contextvars(
+            task_id=request.id,
+            task_name=self.name,
+            plugin=self.plugin,
+            retries=request.retries or 0,
+        ):
+            return super().__call__(*args, **kwargs)
+
+
+def _check_countdown(task: Task, options: dict[str, Any]) -> None:
+    """Refuse a countdown longer than the broker's visibility timeout (it would run twice)."""
+    countdown = options.get("countdown")
+    limit = task.app.conf.broker_transport_options.get("visibility_timeout")
+    if countdown is not None and limit and float(countdown) >= limit:
+        raise TaskArgumentError(
+            f"{task.name}: countdown={countdown}s is not below the broker visibility timeout "
+            f"({limit}s); a longer delay would be redelivered and run twice. Use a shorter "
+            "countdown or schedule it with beat."
+        )
+
+
+def _runner(spec: TaskDef) -> Any:
+    """The function Celery runs: validate again in the worker, call, return JSON-safe."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        model = spec.validate(args, kwargs)
+        return to_jsonable_python(spec.fn(**spec.call_kwargs(model)))
+
+    run.__name__ = spec.fn.__name__
+    run.__qualname__ = spec.fn.__qualname__
+    run.__doc__ = spec.fn.__doc__
+    run.__module__ = spec.fn.__module__
+    return run
+
+
+class BanktasksCelery(Celery):
+    """A Celery app that starts the embedded broker the first time it connects."""
+
+    runtime: Runtime
+    embedded: EmbeddedValkey | None = None
+    _broker_lock = threading.Lock()
+    _broker_ready = False
+
+    def ensure_broker(self) -> None:
+        """Start the embedded Valkey server if this app uses it and it is not up."""
+        if self.embedded is None or self._broker_ready:
+            return
+        with self._broker_lock:
+            if not self._broker_ready:
+                self.embedded.ensure_running()
+                self._broker_ready = True
+
+    def _connection(self, url: Any, *args: Any, **kwargs: Any) -> Any:
+        self.ensure_broker()
+        return super()._connection(url, *args, **kwargs)
+
+
+def _plugin_settings(plugin_set: PluginSet, settings: Settings) -> dict[str, PluginSettings]:
+    declared: dict[str, PluginSettings] = {}
+    for plugin, result in plugin_set.calls("register_settings"):
+        name, model = result
+        declared[plugin] = load_plugin_settings(name, model, settings)
+    for plugin in plugin_set.enabled():
+        if plugin not in declared:
+            declared[plugin] = load_plugin_settings(plugin, PluginSettings, settings)
+    return declared
+
+
+def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDef]:
+    bound: dict[str, TaskDef] = {}
+    for plugin, specs in plugin_set.calls("register_tasks"):
+        for spec in specs:
+            if not isinstance(spec, TaskDef):
+                raise ConfigError(
+                    f"plugin {plugin!r}: register_tasks() returned {spec!r}; "
+                    "decorate the function with @core.task"
+                )
+            name = f"{plugin}.{spec.fn.__name__}"
+            if name in bound:
+                raise ConfigError(f"plugin {plugin!r}: task {name} is registered twice")
+            spec.name = name
+            options = {
+                "queue": spec.queue or plugin,
+                "acks_late": spec.acks_late,
+                "reject_on_worker_lost": spec.acks_late,
+                **spec.retry.celery_options(),
+                **spec.options,
+            }
+            app.task(
+                _runner(spec),
+                name=name,
+                base=BanktasksTask,
+                bind=False,
+                typing=False,
+                shared=False,
+                spec=spec,
+                plugin=plugin,
+                **options,
+            )
+            bound[name] = spec
+    return bound
+
+
+def _beat_schedule(
+    plugin_set: PluginSet, plugin_settings: dict[str, PluginSettings]
+) -> dict[str, dict[str, Any]]:
+    schedule: dict[str, dict[str, Any]] = {}
+    for plugin in plugin_set.enabled():
+        psettings = plugin_settings[plugin]
+        caller = plugin_set.pm.subset_hook_caller(
+            "register_schedule",
+            remove_plugins=[p for n, p in plugin_set.pm.list_name_plugin() if n != plugin],
+        )
+        entries: list[Schedule] = [e for result in caller(settings=psettings) for e in result]
+        override = psettings.schedule
+        switching_off = (override or "").strip().lower() in OFF_VALUES
+        if override and not switching_off and len(entries) > 1:
+            raise ConfigError(
+                f"{plugin.upper()}_SCHEDULE={override!r}: plugin {plugin!r} has "
+                f"{len(entries)} schedule entries; set 'off' or change them in code"
+            )
+        for entry in entries:
+            where = f"{plugin.upper()}_SCHEDULE"
+            effective = entry.with_override(override, where)
+            if effective is None:
+                continue
+            if effective.task.name is None:
+                raise ConfigError(
+                    f"plugin {plugin!r}: schedule {entry.name!r} names task "
+                    f"{entry.task.fn.__name__!r}, which no enabled plugin registers"
+                )
+            if entry.name in schedule:
+                raise ConfigError(f"plugin {plugin!r}: schedule name {entry.name!r} is taken")
+            schedule[entry.name] = {
+                "task": effective.task.name,
+                "schedule": effective.celery_schedule(where),
+                "kwargs": effective.task.message_kwargs((), effective.kwargs),
+                "options": dict(effective.options),
+            }
+    return schedule
+
+
+def _visibility_timeout(specs: dict[str, TaskDef]) -> int:
+    longest = max((s.retry.longest_wait for s in specs.values()), default=0)
+    limits = max((int(s.options.get("time_limit") or 0) for s in specs.values()), default=0)
+    return max(MIN_VISIBILITY_TIMEOUT, 2 * longest + limits + 60)
+
+
+def create_app(
+    settings: Settings | None = None, plugins: list[object] | None = None
+) -> BanktasksCelery:
+    """Build a Celery app from settings and plugins.
+
+    With `plugins=None` every installed `banktasks` entry point is loaded, filtered
+    by `BANKTASKS_PLUGINS` / `BANKTASKS_DISABLE`; with a list, exactly those objects.
+    """
+    settings = settings or load_settings()
+    plugin_set = build_plugin_set(
+        allow=settings.banktasks_plugins, deny=settings.banktasks_disable, plugins=plugins
+    )
+    plugin_settings = _plugin_settings(plugin_set, settings)
+
+    app = BanktasksCelery("banktasks", set_as_current=True)
+    if settings.redis_url:
+        broker_url = settings.redis_url
+    else:
+        app.embedded = EmbeddedValkey(settings.var_dir)
+        broker_url = app.embedded.url()
+    app.runtime = Runtime(settings, plugin_set, plugin_settings, Database(settings.sqlalchemy_url))
+
+    specs = _bind_tasks(app, plugin_set)
+    app.runtime.tasks = specs
+    queues = sorted({app.tasks[name].queue for name in specs} | {DEFAULT_QUEUE})
+    app.conf.update(
+        broker_url=broker_url,
+        result_backend=broker_url,
+        accept_content=["json"],
+        task_serializer="json",
+        result_serializer="json",
+        result_accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        result_expires=settings.result_expires_seconds,
+        result_extended=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=[Queue(q) for q in queues],
+        task_routes={name: {"queue": app.tasks[name].queue} for name in specs},
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": _visibility_timeout(specs)},
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        beat_schedule=_beat_schedule(plugin_set, plugin_settings),
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+    )
+    plugin_set.pm.hook.configure_app(app=app, settings=settings)
+    return app
+
+
+@signals.setup_logging.connect
+def _setup_celery_logging(loglevel: Any = None, **_: Any) -> None:
+    """Celery calls this instead of configuring its own logging."""
+    from core.runtime import current
+
+    settings = current().settings
+    configure_logging(settings.log_format, loglevel or settings.log_level)
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    """A forked worker child must not share database connections with its parent."""
+    from core.runtime import current
+
+    current().db.dispose()
+
+
+_default_app: BanktasksCelery | None = None
+_default_lock = threading.Lock()
+
+
+def get_app() -> BanktasksCelery:
+    """The default app of this process, built once from the environment."""
+    global _default_app
+    if _default_app is None:
+        with _default_lock:
+            if _default_app is None:
+                _default_app = create_app()
+    return _default_app
+
+
+def reset_default_app() -> None:
+    """Forget the default app (tests, or after changing the environment)."""
+    global _default_app
+    _default_app = None

@@ -1,0 +1,156 @@
+"""Database access: engine, session scope, and exact column types for money and time.
+
+Money is stored as integer minor units (cents) behind a `Decimal` attribute, so
+SQL `sum()` is exact on SQLite (which would otherwise turn NUMERIC into REAL)
+and PostgreSQL alike. Times are stored as integer microseconds since the Unix
+epoch behind a timezone-aware UTC `datetime`: exact, portable window arithmetic
+and small, fast indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+CENT = Decimal("0.01")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table, core and plugins alike (one shared metadata)."""
+
+
+def to_minor(amount: Decimal | int | str) -> int:
+    """Decimal amount → integer cents; refuses fractions of a cent instead of rounding."""
+    value = Decimal(amount)
+    cents = value * 100
+    if cents != cents.to_integral_value():
+        raise ValueError(f"amount {amount} has more than two decimal places")
+    return int(cents)
+
+
+def from_minor(cents: int | Decimal) -> Decimal:
+    """Integer cents (or an exact SQL sum of them) → Decimal with two places."""
+    return (Decimal(cents) / 100).quantize(CENT)
+
+
+def to_micros(moment: datetime) -> int:
+    """Aware datetime → integer microseconds since the epoch (naive ones are refused)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware UTC datetime")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """Integer microseconds since the epoch → aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+class Money(TypeDecorator[Decimal]):
+    """`Decimal` in Python, exact integer cents (BIGINT) in the database."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        return None if value is None else to_minor(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else from_minor(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC `datetime` in Python, integer epoch microseconds (BIGINT) in the database."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        return None if value is None else to_micros(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        return None if value is None else from_micros(value)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; its folder is made."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+class Database:
+    """An engine and a session factory for one database URL (created lazily)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, created on first use."""
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return make_url(self.url).get_backend_name()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back if it raises."""
+        self.engine  # noqa: B018 - creates the session factory
+        assert self._sessions is not None
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def create_all(self) -> list[str]:
+        """Create every table known to the shared metadata; return their names."""
+        Base.metadata.create_all(self.engine)
+        return sorted(Base.metadata.tables)
+
+    def dispose(self) -> None:
+        """Close pooled connections (call after fork, or when done)."""
+        if self._engine is not None:
+            self._engine.dispose()

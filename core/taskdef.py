@@ -1,0 +1,180 @@
+"""The `@task` decorator: a typed function, its queue, its retry policy and validation.
+
+A `TaskDef` is what a plugin returns from `register_tasks()`. The core binds it
+into the Celery app as `<plugin>.<function>`; arguments are validated from the
+type hints in the caller of `.delay()` and again in the worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from core.errors import TaskArgumentError, UnknownTaskError
+from core.retry import NO_RETRY, RetryPolicy
+
+_MAX_SHOWN = 80
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def format_validation_error(task_name: str, exc: ValidationError) -> str:
+    """One readable line per bad argument: name, value given, what was expected."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unexpected argument {where!r}")
+        elif err["type"] == "missing":
+            parts.append(f"missing required argument {where!r}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"argument {where!r}={_shown(err.get('input'))}: {msg}")
+    return f"{task_name}: " + "; ".join(parts)
+
+
+class TaskDef:
+    """A plugin task before (and after) it is bound into a Celery app."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        queue: str | None = None,
+        retry: RetryPolicy | None = None,
+        acks_late: bool = True,
+        example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+        self.queue = queue
+        self.retry = retry or NO_RETRY
+        self.acks_late = acks_late
+        self.example = example
+        self.options = dict(options or {})
+        self.signature = inspect.signature(fn)
+        self.args_model = self._build_args_model()
+        self.name: str | None = None  # "<plugin>.<function>", set when bound
+
+    def _build_args_model(self) -> type[BaseModel]:
+        hints = typing.get_type_hints(self.fn)
+        fields: dict[str, Any] = {}
+        for param in self.signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(
+                    f"@task {self.fn.__qualname__}: *args/**kwargs are not allowed; "
+                    "declare every argument with a type hint"
+                )
+            if param.name not in hints:
+                raise TypeError(
+                    f"@task {self.fn.__qualname__}: argument {param.name!r} needs a type hint"
+                )
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (hints[param.name], default)
+        config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+        return create_model(f"{self.fn.__name__}_args", __config__=config, **fields)
+
+    @property
+    def display_name(self) -> str:
+        """The Celery task name when bound, else the function's name."""
+        return self.name or self.fn.__name__
+
+    def validate(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> BaseModel:
+        """Check arguments against the type hints; raise TaskArgumentError if they don't fit."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentError(f"{self.display_name}: {exc}") from None
+        try:
+            return self.args_model.model_validate(dict(bound.arguments))
+        except ValidationError as exc:
+            raise TaskArgumentError(format_validation_error(self.display_name, exc)) from None
+
+    def message_kwargs(self, args: Any, kwargs: Any) -> dict[str, Any]:
+        """Validate and return the JSON-safe kwargs to put on the wire (only those given)."""
+        model = self.validate(tuple(args or ()), dict(kwargs or {}))
+        return model.model_dump(mode="json", include=set(model.model_fields_set))
+
+    def call_kwargs(self, model: BaseModel) -> dict[str, Any]:
+        """Python values (dates, Decimals…) to call the function with, defaults filled in."""
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task in this process (validated), without the broker."""
+        return self.fn(**self.call_kwargs(self.validate(args, kwargs)))
+
+    # Celery-style calling, forwarded to the task bound in the current app.
+    def bound(self) -> Any:
+        """The Celery task this definition is bound to in the current app."""
+        from core.runtime import current_app
+
+        app = current_app()
+        if self.name is None or self.name not in app.tasks:
+            raise UnknownTaskError(
+                f"task {self.fn.__name__!r} is not registered in the app: is its plugin "
+                "enabled (BANKTASKS_PLUGINS / BANKTASKS_DISABLE)?"
+            )
+        return app.tasks[self.name]
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the task to its queue (like Celery's `Task.delay`)."""
+        return self.bound().delay(*args, **kwargs)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Send the task with Celery options such as `countdown` or `task_id`."""
+        return self.bound().apply_async(args=args, kwargs=kwargs, **options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A Celery signature of the bound task (for chains, groups and chords)."""
+        return self.bound().s(*args, **kwargs)
+
+    def example_kwargs(self) -> dict[str, Any]:
+        """Arguments `banktasks demo` sends this task with (none unless declared)."""
+        example = self.example() if callable(self.example) else self.example
+        return dict(example or {})
+
+    def __repr__(self) -> str:
+        return f"<TaskDef {self.display_name}>"
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    acks_late: bool = True,
+    example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    **celery_options: Any,
+) -> Any:
+    """Declare a plugin task.
+
+    `queue` defaults to the plugin's name; `retry` is a RetryPolicy (default: no
+    retry). Effectful tasks keep `acks_late=True` (the default): the message is
+    acknowledged only after the task finished, and redelivered if the worker
+    dies. `example` gives the arguments `banktasks demo` sends (a dict, or a
+    function returning one). Other keyword arguments (`time_limit`,
+    `soft_time_limit`, …) go to Celery.
+    """
+
+    def wrap(func: Callable[..., Any]) -> TaskDef:
+        return TaskDef(
+            func,
+            queue=queue,
+            retry=retry,
+            acks_late=acks_late,
+            example=example,
+            options=celery_options,
+        )
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,1 @@
+"""The built-in banktasks plugins; each registers through the `banktasks` entry points."""
