@@ -34,6 +34,7 @@ class BanktasksTask(Task):
 
     spec: TaskDef
     plugin: str
+    route_queue: str
     dont_autoretry_for = (TaskArgumentError,)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
@@ -126,7 +127,7 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 raise ConfigError(f"plugin {plugin!r}: task {name} is registered twice")
             spec.name = name
             options = {
-                "queue": spec.queue or plugin,
+                "route_queue": spec.queue or plugin,
                 "acks_late": spec.acks_late,
                 "reject_on_worker_lost": spec.acks_late,
                 **spec.retry.celery_options(),
@@ -216,7 +217,8 @@ def create_app(
 
     specs = _bind_tasks(app, plugin_set)
     app.runtime.tasks = specs
-    queues = sorted({app.tasks[name].queue for name in specs} | {DEFAULT_QUEUE})
+    routes = {name: app.tasks[name].route_queue for name in specs}
+    queues = sorted(set(routes.values()) | {DEFAULT_QUEUE})
     app.conf.update(
         broker_url=broker_url,
         result_backend=broker_url,
@@ -237,7 +239,7 @@ def create_app(
         task_send_sent_event=True,
         task_default_queue=DEFAULT_QUEUE,
         task_queues=[Queue(q) for q in queues],
-        task_routes={name: {"queue": app.tasks[name].queue} for name in specs},
+        task_routes={name: {"queue": queue} for name, queue in routes.items()},
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": _visibility_timeout(specs)},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},

@@ -87,7 +87,7 @@ def plugin_rows(app: Any) -> list[dict[str, Any]]:
                 "enabled": info.enabled,
                 "tasks": tasks,
                 "schedules": schedules,
-                "queues": sorted({app.tasks[t].queue for t in tasks}),
+                "queues": sorted({app.tasks[t].route_queue for t in tasks}),
                 "hooks": list(info.hooks),
             }
         )
@@ -255,3 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     except BanktasksError as exc:
         click.echo(f"banktasks: {exc}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -100,6 +100,16 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
     return f"{dist.metadata['Name']} (entry point)", dist.version
 
 
+def _load(name: str, ep: importlib.metadata.EntryPoint) -> Any:
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise ConfigError(
+            f"plugin {name!r} (entry point {ep.value}) failed to load: "
+            f"{type(exc).__name__}: {exc}; fix or uninstall it, or set BANKTASKS_DISABLE={name}"
+        ) from exc
+
+
 def build_plugin_set(
     allow: Sequence[str] | None = None,
     deny: Sequence[str] | None = None,
@@ -141,7 +151,7 @@ def build_plugin_set(
             pm.set_blocked(name)
             infos[name] = PluginInfo(name, False, source, version)
             continue
-        obj = target.load() if isinstance(target, importlib.metadata.EntryPoint) else target
+        obj = _load(name, target) if isinstance(target, importlib.metadata.EntryPoint) else target
         pm.register(obj, name=name)
         infos[name] = PluginInfo(name, True, source, version, getattr(obj, "__name__", None))
 

@@ -43,7 +43,10 @@ def _disabled_owner(name: str, app: Any) -> str | None:
         ep = plugin_set.entry_points.get(plugin)
         if info.enabled or ep is None:
             continue
-        module = ep.load()
+        try:
+            module = ep.load()
+        except Exception:  # a broken disabled plugin cannot own the name we look for
+            continue
         register = getattr(module, "register_tasks", None)
         if register is None:
             continue

@@ -26,18 +26,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from types import ModuleType
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.broker import EmbeddedValkey
+from core.markers import hookimpl
 
 ENV_PREFIXES = (
     "BANKTASKS_",
@@ -80,6 +83,17 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def fake_plugin(name: str, **hooks: Callable[..., Any]) -> ModuleType:
+    """A plugin module object named `name` whose hooks are the given functions.
+
+    `fake_plugin("rec", on_fraud_alert=lambda alert: seen.append(alert))`
+    """
+    module = ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookimpl(function))
+    return module
+
+
 @pytest.fixture
 def bt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """An isolated banktasks environment; returns the variables it set."""
@@ -104,8 +118,18 @@ def bt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
 
 
 @pytest.fixture
-def make_app(bt_env: dict[str, str]) -> Iterator[Callable[..., Any]]:
-    """Factory: `make_app(plugins=[obj], **settings_overrides)` → app with tables created."""
+def make_app(
+    bt_env: dict[str, str], valkey_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Any]]:
+    """Factory: `make_app(plugins=[obj], **settings_overrides)` → app with tables created.
+
+    The app talks to the session's real Valkey (emptied first), so a `.delay()` made
+    by code under test lands in a real queue that the test can inspect.
+    """
+    import redis
+
+    redis.Redis.from_url(valkey_url).flushall()
+    monkeypatch.setenv("REDIS_URL", valkey_url)
     created: list[Any] = []
 
     def factory(plugins: list[object] | None = None, **overrides: Any) -> Any:
@@ -342,7 +366,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if required:
             pytest.fail(message)
         pytest.skip(message)
-    base = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp dir: that one is private to root, and postgres must not be root.
+    base = Path(tempfile.mkdtemp(prefix="banktasks-pg-"))
     data, sockets = base / "data", base / "sock"
     data.mkdir()
     sockets.mkdir()

@@ -1,0 +1,170 @@
+"""Plugin loading: entry points, allow/deny lists, owned hookspecs, app composition."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from core import ConfigError, Schedule, task
+from core.plugins import build_plugin_set
+from core.testing import fake_plugin
+
+
+def test_entry_point_plugin_is_discovered(acme_site):
+    plugin_set = build_plugin_set(allow=["acme_rules"])
+    info = plugin_set.infos["acme_rules"]
+    assert info.enabled
+    assert info.version == "1.0"
+    assert "acme-rules" in info.source
+    assert "register_tasks" in info.hooks
+
+
+def test_allow_list_blocks_the_rest_without_importing_them(acme_site):
+    plugin_set = build_plugin_set(allow=["acme_rules"])
+    assert plugin_set.enabled() == ["acme_rules"]
+    for name in ("fraud", "reports", "notifications", "export", "health"):
+        assert plugin_set.pm.is_blocked(name)
+        assert not plugin_set.infos[name].enabled
+
+
+def test_deny_list_blocks_one(acme_site):
+    sys.modules.pop("acme_rules", None)
+    plugin_set = build_plugin_set(allow=["acme_rules", "health"], deny=["acme_rules"])
+    assert plugin_set.pm.is_blocked("acme_rules")
+    assert "acme_rules" not in sys.modules  # a blocked plugin is never imported
+
+
+@pytest.mark.parametrize("setting", ["allow", "deny"])
+def test_unknown_plugin_name_is_a_clear_error(acme_site, setting):
+    with pytest.raises(ConfigError) as info:
+        build_plugin_set(**{setting: ["acme_rulez"]})
+    message = str(info.value)
+    assert "unknown plugin(s) acme_rulez" in message
+    assert "acme_rules" in message  # says what is installed
+    assert ("BANKTASKS_PLUGINS" if setting == "allow" else "BANKTASKS_DISABLE") in message
+
+
+def test_plugin_owned_hookspecs_are_added_and_called(acme_site):
+    extra = fake_plugin("extra", acme_extra=lambda: ["from extra"])
+    import acme_rules
+
+    plugin_set = build_plugin_set(plugins=[acme_rules, extra])
+    assert plugin_set.pm.hook.acme_extra.spec is not None  # owned by acme_rules
+    assert plugin_set.pm.hook.acme_extra() == [["from extra"]]
+
+
+def test_hook_whose_owner_is_disabled_is_simply_never_called(acme_site):
+    calls = []
+    extra = fake_plugin("extra", acme_extra=lambda: calls.append("called") or ["x"])
+    plugin_set = build_plugin_set(plugins=[extra])  # acme_rules (the owner) is absent
+    assert plugin_set.enabled() == ["extra"]
+    assert plugin_set.pm.hook.acme_extra.spec is None
+    assert calls == []
+
+
+def test_app_registers_task_queue_retry_and_schedule(make_app, acme_site, monkeypatch):
+    import acme_rules
+
+    monkeypatch.setenv("ACME_RULES_THRESHOLD", "11")
+    app = make_app(plugins=[acme_rules])
+    flaky = app.tasks["acme_rules.flaky"]
+    assert flaky.route_queue == "acme_rules"
+    assert flaky.max_retries == 3
+    assert flaky.autoretry_for == (ConnectionError,)
+    assert (flaky.retry_backoff, flaky.retry_backoff_max, flaky.retry_jitter) == (1, 4, False)
+    assert flaky.acks_late and flaky.reject_on_worker_lost
+    assert app.conf.task_routes["acme_rules.add"] == {"queue": "acme-fast"}
+    entry = app.conf.beat_schedule["acme-add"]
+    assert entry["task"] == "acme_rules.add"
+    assert entry["kwargs"] == {"x": 11}
+    assert app.conf.task_routes["acme_rules.flaky"] == {"queue": "acme_rules"}
+    assert {q.name for q in app.conf.task_queues} >= {"acme_rules", "acme-fast"}
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.timezone == "UTC"
+
+
+def test_schedule_override_and_off(make_app, acme_site, monkeypatch):
+    import acme_rules
+
+    monkeypatch.setenv("ACME_RULES_SCHEDULE", "0 2 * * *")
+    schedule = make_app(plugins=[acme_rules]).conf.beat_schedule["acme-add"]["schedule"]
+    assert schedule.hour == {2} and schedule.minute == {0}
+    monkeypatch.setenv("ACME_RULES_SCHEDULE", "off")
+    assert "acme-add" not in make_app(plugins=[acme_rules]).conf.beat_schedule
+
+
+def test_bad_schedule_override_is_a_clear_error(make_app, acme_site, monkeypatch):
+    import acme_rules
+
+    monkeypatch.setenv("ACME_RULES_SCHEDULE", "every day")
+    with pytest.raises(ConfigError, match="ACME_RULES_SCHEDULE='every day': expected a cron"):
+        make_app(plugins=[acme_rules])
+    monkeypatch.setenv("ACME_RULES_SCHEDULE", "99 * * * *")
+    with pytest.raises(ConfigError, match="not a valid cron"):
+        make_app(plugins=[acme_rules])
+
+
+def test_schedule_composition_across_plugins(make_app):
+    @task
+    def ping() -> dict:
+        return {}
+
+    first = fake_plugin(
+        "first",
+        register_tasks=lambda: [ping],
+        register_schedule=lambda settings: [
+            Schedule("ping-often", ping, every=30),
+            Schedule("ping-daily", ping, cron="0 0 * * *"),
+        ],
+    )
+    app = make_app(plugins=[first])
+    assert set(app.conf.beat_schedule) == {"ping-often", "ping-daily"}
+    assert app.conf.beat_schedule["ping-often"]["schedule"].total_seconds() == 30
+
+
+def test_schedule_of_unregistered_task_is_refused(make_app):
+    @task
+    def orphan() -> dict:
+        return {}
+
+    lonely = fake_plugin(
+        "lonely", register_schedule=lambda settings: [Schedule("o", orphan, every=5)]
+    )
+    with pytest.raises(ConfigError, match="no enabled plugin registers"):
+        make_app(plugins=[lonely])
+
+
+def test_visibility_timeout_exceeds_longest_retry_wait(make_app, acme_site):
+    import acme_rules
+
+    app = make_app(plugins=[acme_rules])
+    assert app.conf.broker_transport_options["visibility_timeout"] >= 3600
+
+
+def test_countdown_beyond_visibility_timeout_is_refused(make_app, acme_site):
+    import acme_rules
+
+    from core import TaskArgumentError
+
+    app = make_app(plugins=[acme_rules])
+    limit = app.conf.broker_transport_options["visibility_timeout"]
+    with pytest.raises(TaskArgumentError, match="visibility timeout"):
+        app.tasks["acme_rules.add"].apply_async(kwargs={"x": 1}, countdown=limit + 1)
+
+
+def test_core_tasks_resolves_lazily_and_names_disabled_plugins(make_app, acme_site, monkeypatch):
+    import core.tasks
+
+    monkeypatch.setenv("BANKTASKS_PLUGINS", "acme_rules")
+    make_app()
+    assert core.tasks.add.name == "acme_rules.add"
+    assert core.tasks.resolve("acme_rules.flaky").name == "acme_rules.flaky"
+    with pytest.raises(AttributeError, match="no enabled plugin registers a task named"):
+        core.tasks.resolve("nope")
+
+    monkeypatch.setenv("BANKTASKS_PLUGINS", "health")
+    monkeypatch.setenv("BANKTASKS_DISABLE", "")
+    make_app()
+    with pytest.raises(ImportError, match="belongs to plugin 'acme_rules', which is disabled"):
+        from core.tasks import flaky  # noqa: F401

@@ -1,0 +1,130 @@
+"""Settings: environment, .env and TOML layering, validation with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import ConfigError, PluginSettings
+from core.settings import load_plugin_settings, load_settings
+
+
+def test_defaults_use_embedded_broker_and_sqlite(bt_env):
+    settings = load_settings()
+    assert settings.redis_url is None
+    assert settings.banktasks_env == "development"
+    assert settings.sqlalchemy_url.startswith("sqlite:///")
+    assert settings.flower_port == 5555
+
+
+def test_comma_lists_from_env(bt_env, monkeypatch):
+    monkeypatch.setenv("BANKTASKS_PLUGINS", "fraud, health")
+    monkeypatch.setenv("BANKTASKS_DISABLE", "export")
+    settings = load_settings()
+    assert settings.banktasks_plugins == ["fraud", "health"]
+    assert settings.banktasks_disable == ["export"]
+
+
+def test_toml_then_env_priority(bt_env, monkeypatch):
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text(
+        'log_level = "debug"\nflower_port = 6000\n[plugins.acme]\nthreshold = 7\n'
+    )
+    monkeypatch.setenv("FLOWER_PORT", "7000")
+    settings = load_settings()
+    assert settings.log_level == "DEBUG"  # from TOML
+    assert settings.flower_port == 7000  # env beats TOML
+
+
+def test_dotenv_between_env_and_toml(bt_env, monkeypatch):
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text("flower_port = 6000\n")
+    Path(".env").write_text("FLOWER_PORT=6500\n")
+    assert load_settings().flower_port == 6500
+    monkeypatch.setenv("FLOWER_PORT", "7000")
+    assert load_settings().flower_port == 7000
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("REDIS_URL", "http://localhost", "REDIS_URL='http://localhost'"),
+        ("REDIS_URL", "redis://:pw@host:notaport/0", "REDIS_URL="),
+        ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL='mysql://x@y/z'"),
+        ("FLOWER_PORT", "99999", "FLOWER_PORT='99999'"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml'"),
+        ("BANKTASKS_ENV", "staging", "BANKTASKS_ENV='staging'"),
+    ],
+)
+def test_bad_setting_is_one_clear_line(bt_env, monkeypatch, var, value, expected):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert "Traceback" not in message
+
+
+def test_production_requires_redis_url(bt_env, monkeypatch):
+    monkeypatch.setenv("BANKTASKS_ENV", "production")
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret")
+    with pytest.raises(ConfigError, match="REDIS_URL is required"):
+        load_settings()
+
+
+def test_production_refuses_default_flower_auth(bt_env, monkeypatch):
+    monkeypatch.setenv("BANKTASKS_ENV", "production")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    with pytest.raises(ConfigError, match="FLOWER_BASIC_AUTH=admin:admin is refused"):
+        load_settings()
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret")
+    assert load_settings().is_production
+
+
+def test_development_accepts_default_flower_auth(bt_env):
+    assert load_settings().flower_basic_auth == "admin:admin"
+
+
+def test_bad_toml_is_a_config_error(bt_env):
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings()
+
+
+class AcmeSettings(PluginSettings):
+    threshold: int = 5
+    label: str = "x"
+
+
+def test_plugin_settings_from_prefixed_env_and_toml(bt_env, monkeypatch):
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text('[plugins.acme]\nthreshold = 7\nlabel = "t"\n')
+    settings = load_settings()
+    acme = load_plugin_settings("acme", AcmeSettings, settings)
+    assert (acme.threshold, acme.label) == (7, "t")
+    monkeypatch.setenv("ACME_THRESHOLD", "9")
+    acme = load_plugin_settings("acme", AcmeSettings, load_settings())
+    assert (acme.threshold, acme.label) == (9, "t")
+
+
+def test_plugin_setting_of_wrong_type_names_the_variable(bt_env, monkeypatch):
+    monkeypatch.setenv("ACME_THRESHOLD", "lots")
+    with pytest.raises(ConfigError) as info:
+        load_plugin_settings("acme", AcmeSettings, load_settings())
+    assert "ACME_THRESHOLD='lots'" in str(info.value)
+    assert "integer" in str(info.value)
+
+
+def test_unknown_key_in_plugin_table_is_refused(bt_env):
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text("[plugins.acme]\ntreshold = 7\n")
+    with pytest.raises(ConfigError, match="unknown key.*treshold"):
+        load_plugin_settings("acme", AcmeSettings, load_settings())
+
+
+def test_plugin_settings_must_subclass_plugin_settings(bt_env):
+    from pydantic import BaseModel
+
+    class Loose(BaseModel):
+        x: int = 1
+
+    with pytest.raises(ConfigError, match="subclass of core.PluginSettings"):
+        load_plugin_settings("acme", Loose, load_settings())  # type: ignore[arg-type]
