@@ -116,7 +116,7 @@ def test_plugin_setting_of_wrong_type_names_the_variable(bt_env, monkeypatch):
 
 def test_unknown_key_in_plugin_table_is_refused(bt_env):
     Path(bt_env["BANKTASKS_CONFIG"]).write_text("[plugins.acme]\ntreshold = 7\n")
-    with pytest.raises(ConfigError, match="unknown key.*treshold"):
+    with pytest.raises(ConfigError, match=r"unknown key.*treshold"):
         load_plugin_settings("acme", AcmeSettings, load_settings())
 
 
@@ -126,5 +126,5 @@ def test_plugin_settings_must_subclass_plugin_settings(bt_env):
     class Loose(BaseModel):
         x: int = 1
 
-    with pytest.raises(ConfigError, match="subclass of core.PluginSettings"):
+    with pytest.raises(ConfigError, match=r"subclass of core\.PluginSettings"):
         load_plugin_settings("acme", Loose, load_settings())  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def test_plugin_task_runs_in_a_real_worker_and_retries_by_policy(acme):
     assert result.get(timeout=60) == {"key": "retry", "attempts": 3}
     tries = attempts(acme, "retry")
     assert [t["retries"] for t in tries] == [0, 1, 2]
-    gaps = [b["t"] - a["t"] for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(tries)]
     # RetryPolicy(backoff=1, jitter=False): countdowns 1 s then 2 s.
     assert 0.9 <= gaps[0] < 1.9, gaps
     assert 1.9 <= gaps[1] < 3.2, gaps
