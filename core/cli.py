@@ -197,6 +197,17 @@ def run(task_name: str, args: tuple[str, ...], wait: bool, timeout: float) -> No
         click.echo(json.dumps(value, indent=2, default=str))
 
 
+@cli.command()
+@click.option("--transactions", default=3000, show_default=True, type=click.IntRange(100))
+@click.option("--users", default=50, show_default=True, type=click.IntRange(2))
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait per task.")
+def demo(transactions: int, users: int, timeout: float) -> None:
+    """Run every plugin's task end to end on the embedded default (fresh var/)."""
+    from core.demo import run_demo
+
+    sys.exit(run_demo(transactions, users, timeout))
+
+
 @cli.group()
 def broker() -> None:
     """Start, stop or check the embedded Valkey broker (used when REDIS_URL is unset)."""

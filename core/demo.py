@@ -1,0 +1,166 @@
+"""`banktasks demo`: the main job end to end on the embedded default.
+
+Fresh `var/`, seeded data, the embedded Valkey broker, a real worker process;
+every enabled plugin's task goes through the queue with the arguments its
+`@task(example=…)` declares; then what each did is printed and everything stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+import redis
+
+from core.broker import EmbeddedValkey
+
+# Plugins that consume what others produce run later; unknown plugins run in between.
+ORDER = ["fraud", "reports", "export", "notifications", "health"]
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=False)
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    spinner = "|/-\\"
+    i = 0
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            if sys.stdout.isatty():
+                click.echo("\r" + " " * 60 + "\r", nl=False)
+            return value
+        if sys.stdout.isatty():
+            click.echo(f"\r  {spinner[i % 4]} {what}", nl=False)
+        i += 1
+        time.sleep(0.1)
+    raise click.ClickException(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _order(name: str) -> tuple[int, str]:
+    plugin = name.split(".", 1)[0]
+    return (ORDER.index(plugin) if plugin in ORDER else len(ORDER) - 2, name)
+
+
+def _compact(value: Any, width: int = 110) -> str:
+    text = json.dumps(value, default=str, separators=(", ", ": "))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _queues_idle(client: redis.Redis, queues: list[str]) -> bool:
+    busy = sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
+    return busy == 0
+
+
+def run_demo(transactions: int, users: int, timeout: float) -> int:
+    """Run the demo; return the process exit code (0 when every task succeeded)."""
+    from core.app import create_app, reset_default_app
+    from core.seed import seed
+    from core.settings import load_settings
+
+    started = time.perf_counter()
+    settings = load_settings(redis_url="", database_url="")
+    var_dir = settings.var_dir.resolve()
+    if os.environ.get("REDIS_URL") or os.environ.get("DATABASE_URL"):
+        _say("note: the demo ignores REDIS_URL and DATABASE_URL and runs on the embedded default")
+    _say(f"[1/5] fresh {var_dir}")
+    EmbeddedValkey(var_dir).stop()
+    shutil.rmtree(var_dir, ignore_errors=True)
+
+    reset_default_app()
+    app = create_app(settings)
+    _say(f"[2/5] seeding {users} users and {transactions:,} transactions with planted patterns")
+    summary = seed(app.runtime.db, users=users, transactions=transactions, seed_value=42)
+    _say(f"      planted: {_compact(summary.as_dict())}")
+
+    _say("[3/5] starting the embedded Valkey broker and a worker (2 processes)")
+    assert app.embedded is not None
+    broker_url = app.embedded.ensure_running()
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env.update(BANKTASKS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
+    log_path = var_dir / "demo-worker.log"
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "core",
+                "worker",
+                "-c",
+                "2",
+                "-l",
+                "WARNING",
+                "-n",
+                "demo@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    failures = 0
+    try:
+        _wait(
+            lambda: app.control.ping(timeout=0.3) or worker.poll() is not None,
+            60,
+            "the worker to come up",
+        )
+        if worker.poll() is not None:
+            raise click.ClickException(f"the worker exited; see {log_path}")
+        names = sorted(app.runtime.tasks, key=_order)
+        _say(f"[4/5] sending {len(names)} tasks through the queue")
+        results = {}
+        for name in names:
+            spec = app.runtime.tasks[name]
+            kwargs = spec.example_kwargs()
+            if spec.example is None and any(
+                p.default is p.empty for p in spec.signature.parameters.values()
+            ):
+                _say(f"      - {name}: skipped (needs arguments and declares no example)")
+                continue
+            results[name] = app.tasks[name].apply_async(kwargs=kwargs)
+        for name, result in results.items():
+            value = _wait(lambda r=result: r.ready(), timeout, name) and result.get(propagate=False)
+            if result.successful():
+                _say(f"      ok   {name}")
+                for key, item in (value or {}).items():
+                    _say(f"           {key}: {_compact(item, 100)}")
+            else:
+                failures += 1
+                _say(f"      FAIL {name}: {type(value).__name__}: {value}")
+        client = redis.Redis.from_url(broker_url)
+        queues = [q.name for q in app.conf.task_queues]
+        _wait(lambda: _queues_idle(client, queues), timeout, "follow-up tasks (hooks)")
+        _say("[5/5] files written under var/:")
+        for folder in sorted(p for p in var_dir.iterdir() if p.is_dir() and p.name != "valkey"):
+            files = [f for f in folder.rglob("*") if f.is_file()]
+            _say(f"      {folder.name}/: {len(files)} file(s)")
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        app.embedded.stop()
+        app.runtime.db.dispose()
+    elapsed = time.perf_counter() - started
+    _say(
+        f"done in {elapsed:.1f}s; worker and broker stopped; "
+        f"{'all tasks succeeded' if not failures else f'{failures} task(s) failed'}"
+    )
+    return 1 if failures else 0
