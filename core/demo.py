@@ -134,7 +134,8 @@ def run_demo(transactions: int, users: int, timeout: float) -> int:
                 continue
             results[name] = app.tasks[name].apply_async(kwargs=kwargs)
         for name, result in results.items():
-            value = _wait(lambda r=result: r.ready(), timeout, name) and result.get(propagate=False)
+            _wait(result.ready, timeout, name)
+            value = result.get(propagate=False)
             if result.successful():
                 _say(f"      ok   {name}")
                 for key, item in (value or {}).items():
