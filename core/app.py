@@ -17,6 +17,7 @@ from pydantic_core import to_jsonable_python
 
 from core.broker import EmbeddedValkey
 from core.db import Database
+from core.deadletter import record_failure
 from core.errors import ConfigError, TaskArgumentError
 from core.logging import configure_logging
 from core.plugins import PluginSet, build_plugin_set
@@ -257,6 +258,19 @@ def _setup_celery_logging(loglevel: Any = None, **_: Any) -> None:
 
     settings = current().settings
     configure_logging(settings.log_format, loglevel or settings.log_level)
+
+
+@signals.task_failure.connect
+def _dead_letter(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A banktasks task that failed for good is stored in the dead-letter table."""
+    if isinstance(sender, BanktasksTask) and task_id and exception is not None:
+        record_failure(sender, task_id, exception, kwargs or {})
 
 
 @signals.worker_process_init.connect

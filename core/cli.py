@@ -209,6 +209,47 @@ def demo(transactions: int, users: int, timeout: float) -> None:
 
 
 @cli.group()
+def failed() -> None:
+    """Tasks that failed for good (dead letters): list them, send them again."""
+
+
+@failed.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--all", "include_retried", is_flag=True, help="Include already retried ones.")
+@click.option("--json", "as_json", is_flag=True)
+def failed_list(limit: int, include_retried: bool, as_json: bool) -> None:
+    """Show dead letters, newest first."""
+    from core.deadletter import list_failed
+
+    _app()
+    rows = [row.as_dict() for row in list_failed(limit, include_retried)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no failed tasks")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>5}  {row['failed_at'][:19]}  {row['task']}  [{row['reason']}, "
+            f"{row['attempts']} attempt(s)]  {row['error'][:120]}"
+        )
+
+
+@failed.command("retry")
+@click.argument("failed_ids", nargs=-1, type=int, required=True)
+def failed_retry(failed_ids: tuple[int, ...]) -> None:
+    """Send the task of each dead letter again, with the same arguments."""
+    from core.deadletter import retry_failed
+
+    _app()
+    for failed_id in failed_ids:
+        try:
+            click.echo(f"{failed_id}: sent again as {retry_failed(failed_id)}")
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
 def broker() -> None:
     """Start, stop or check the embedded Valkey broker (used when REDIS_URL is unset)."""
 

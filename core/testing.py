@@ -70,8 +70,8 @@ def free_port() -> int:
 def wait_for(
     predicate: Callable[[], Any],
     timeout: float = 30.0,
-    interval: float = 0.05,
     what: str = "condition",
+    interval: float = 0.05,
 ) -> Any:
     """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -204,7 +204,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(lambda: self.ready() or self._died(), timeout, 0.1, f"worker {self.name}")
+        wait_for(lambda: self.ready() or self._died(), timeout, f"worker {self.name}", 0.1)
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
         return self

@@ -1,0 +1,136 @@
+"""Dead letters: tasks that failed for good land in a table an operator can act on.
+
+A task fails for good when its retries are exhausted, when it raised an error
+its retry policy does not list, or when its arguments were invalid. The worker
+records each such failure once (unique per task id) in `core_failed_tasks`;
+`banktasks failed list` shows them and `banktasks failed retry ID` sends the
+same task with the same arguments again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UTCDateTime, utcnow
+from core.errors import TaskArgumentError
+from core.logging import get_logger, redact_text
+
+log = get_logger(__name__)
+
+EXHAUSTED = "retries exhausted"
+PERMANENT = "permanent error"
+INVALID = "invalid arguments"
+
+
+class FailedTask(Base):
+    """One task that failed for good."""
+
+    __tablename__ = "core_failed_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    task_name: Mapped[str] = mapped_column(String(200), index=True)
+    plugin: Mapped[str] = mapped_column(String(100))
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(32))
+    error_type: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    retried_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    retry_task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe view for the CLI."""
+        return {
+            "id": self.id,
+            "task_id": self.task_id,
+            "task": self.task_name,
+            "reason": self.reason,
+            "error": f"{self.error_type}: {self.error}",
+            "attempts": self.attempts,
+            "failed_at": self.failed_at.isoformat(),
+            "retried_at": self.retried_at.isoformat() if self.retried_at else None,
+            "retry_task_id": self.retry_task_id,
+        }
+
+
+def classify(task: Any, exc: BaseException) -> str:
+    """Why the task failed for good: invalid arguments, retries exhausted, or permanent."""
+    if isinstance(exc, TaskArgumentError):
+        return INVALID
+    retry_on = tuple(getattr(task, "autoretry_for", ()) or ())
+    if retry_on and isinstance(exc, retry_on):
+        return EXHAUSTED
+    return PERMANENT
+
+
+def record_failure(task: Any, task_id: str, exc: BaseException, kwargs: dict[str, Any]) -> None:
+    """Store one dead letter (at most once per task id); never raises."""
+    from core.runtime import current
+
+    row = FailedTask(
+        task_id=task_id,
+        task_name=task.name,
+        plugin=getattr(task, "plugin", task.name.split(".", 1)[0]),
+        kwargs=dict(kwargs or {}),
+        reason=classify(task, exc),
+        error_type=type(exc).__name__,
+        error=redact_text(str(exc))[:2000],
+        attempts=int(task.request.retries or 0) + 1,
+    )
+    try:
+        with current().db.session() as session:
+            session.add(row)
+    except IntegrityError:
+        log.info("dead_letter_exists", failed_task_id=task_id)
+    except SQLAlchemyError as error:  # the database may be what failed
+        log.error(
+            "dead_letter_not_stored",
+            failed_task_id=task_id,
+            task=task.name,
+            error=f"{type(error).__name__}: {error}",
+        )
+    else:
+        log.warning(
+            "task_dead_lettered",
+            failed_task_id=task_id,
+            task=task.name,
+            reason=row.reason,
+            attempts=row.attempts,
+        )
+
+
+def list_failed(limit: int = 50, include_retried: bool = False) -> list[FailedTask]:
+    """The most recent dead letters, newest first."""
+    from core.runtime import current
+
+    query = select(FailedTask).order_by(FailedTask.id.desc()).limit(limit)
+    if not include_retried:
+        query = query.where(FailedTask.retried_at.is_(None))
+    with current().db.session() as session:
+        return list(session.scalars(query))
+
+
+def retry_failed(failed_id: int) -> str:
+    """Send a dead letter's task again with the same arguments; return the new task id."""
+    from core.runtime import current, current_app
+
+    app = current_app()
+    with current().db.session() as session:
+        row = session.get(FailedTask, failed_id)
+        if row is None:
+            raise LookupError(f"no failed task with id {failed_id} (see banktasks failed list)")
+        if row.retried_at is not None:
+            raise LookupError(f"failed task {failed_id} was already retried as {row.retry_task_id}")
+        if row.task_name not in app.tasks:
+            raise LookupError(f"task {row.task_name} is not registered: is its plugin enabled?")
+        result = app.tasks[row.task_name].apply_async(kwargs=row.kwargs)
+        row.retried_at = utcnow()
+        row.retry_task_id = result.id
+        return str(result.id)
