@@ -28,6 +28,7 @@ from core.taskdef import TaskDef
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
+BEAT_LOCK_TIMEOUT = 60
 
 
 class BanktasksTask(Task):
@@ -246,6 +247,13 @@ def create_app(
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         beat_schedule=_beat_schedule(plugin_set, plugin_settings),
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        # RedBeat keeps the schedule in Redis behind a lock: a second beat started by
+        # mistake waits for the lock instead of sending every periodic task twice.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=broker_url,
+        redbeat_key_prefix="banktasks:beat",
+        redbeat_lock_timeout=BEAT_LOCK_TIMEOUT,
+        beat_max_loop_interval=BEAT_LOCK_TIMEOUT // 6,
     )
     plugin_set.pm.hook.configure_app(app=app, settings=settings)
     return app
@@ -258,6 +266,17 @@ def _setup_celery_logging(loglevel: Any = None, **_: Any) -> None:
 
     settings = current().settings
     configure_logging(settings.log_format, loglevel or settings.log_level)
+
+
+@signals.beat_init.connect
+@signals.celeryd_init.connect
+def _start_embedded_broker(sender: Any = None, **_: Any) -> None:
+    """Beat (RedBeat's lock) and workers need the embedded broker before anything else."""
+    from core.runtime import current_app
+
+    app = current_app()
+    if isinstance(app, BanktasksCelery):
+        app.ensure_broker()
 
 
 @signals.task_failure.connect

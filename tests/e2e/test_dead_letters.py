@@ -55,17 +55,20 @@ def test_failed_list_and_retry_cli(acme):
     wait_for(lambda: dead_letters(app), 10, "a dead letter")
     env = {**os.environ, **acme.env}
     cli = [sys.executable, "-m", "core.cli", "failed"]
-    listed = subprocess.run([*cli, "list", "--json"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    listed = subprocess.run(
+        [*cli, "list", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["task"] for r in rows] == ["acme_rules.flaky"]
-    retried = subprocess.run([*cli, "retry", str(rows[0]["id"])], env=env, capture_output=True,
-                             text=True, timeout=60)
+    retried = subprocess.run(
+        [*cli, "retry", str(rows[0]["id"])], env=env, capture_output=True, text=True, timeout=60
+    )
     assert retried.returncode == 0, retried.stderr
     assert "sent again as" in retried.stdout
-    again = subprocess.run([*cli, "retry", str(rows[0]["id"])], env=env, capture_output=True,
-                           text=True, timeout=60)
+    again = subprocess.run(
+        [*cli, "retry", str(rows[0]["id"])], env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode != 0 and "already retried" in again.stderr
     # The resent task fails again (same arguments) and becomes a new dead letter.
     wait_for(lambda: len(dead_letters(app)) == 2, 30, "the second dead letter")
