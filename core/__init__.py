@@ -18,6 +18,7 @@ from core.errors import (
 )
 from core.logging import get_logger
 from core.markers import hookimpl, hookspec
+from core.ratelimit import SubmissionRateLimited, SubmitLimit
 from core.retry import RetryPolicy
 from core.runtime import Runtime, current
 from core.schedule import Schedule
@@ -54,6 +55,8 @@ __all__ = [
     "Runtime",
     "Schedule",
     "Settings",
+    "SubmissionRateLimited",
+    "SubmitLimit",
     "TaskArgumentError",
     "TaskDef",
     "UnknownTaskError",

@@ -21,6 +21,7 @@ from core.deadletter import record_failure
 from core.errors import ConfigError, TaskArgumentError
 from core.logging import configure_logging
 from core.plugins import PluginSet, build_plugin_set
+from core.ratelimit import check_submission, effective_limit
 from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
 from core.settings import PluginSettings, Settings, load_plugin_settings, load_settings
@@ -43,6 +44,11 @@ class BanktasksTask(Task):
         """Validate the arguments from the type hints, then send (nothing is sent if bad)."""
         message_kwargs = self.spec.message_kwargs(args, kwargs)
         _check_countdown(self, options)
+        limit = self.spec.submit_limit
+        if limit is not None and not options.get("retries"):  # a retry is not a new submission
+            app = self.app
+            per_minute = effective_limit(limit, app.runtime.settings_for(self.plugin))
+            check_submission(app.redis_client(), self.name, limit, per_minute, message_kwargs)
         return super().apply_async(args=(), kwargs=message_kwargs, **options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,6 +104,19 @@ class BanktasksCelery(Celery):
             if not self._broker_ready:
                 self.embedded.ensure_running()
                 self._broker_ready = True
+
+    def redis_client(self) -> Any:
+        """A redis client on the broker (for locks, rate limits); created once."""
+        client = self.__dict__.get("_redis_client")
+        if client is None:
+            import redis
+
+            self.ensure_broker()
+            client = redis.Redis.from_url(
+                self.conf.broker_url, socket_timeout=5, socket_connect_timeout=5
+            )
+            self.__dict__["_redis_client"] = client
+        return client
 
     def _connection(self, url: Any, *args: Any, **kwargs: Any) -> Any:
         self.ensure_broker()

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from core.errors import TaskArgumentError, UnknownTaskError
+from core.ratelimit import SubmitLimit
 from core.retry import NO_RETRY, RetryPolicy
 
 _MAX_SHOWN = 80
@@ -51,6 +52,7 @@ class TaskDef:
         retry: RetryPolicy | None = None,
         acks_late: bool = True,
         example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        submit_limit: SubmitLimit | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
@@ -62,6 +64,7 @@ class TaskDef:
         self.retry = retry or NO_RETRY
         self.acks_late = acks_late
         self.example = example
+        self.submit_limit = submit_limit
         self.options = dict(options or {})
         self.signature = inspect.signature(fn)
         self.args_model = self._build_args_model()
@@ -155,6 +158,7 @@ def task(
     retry: RetryPolicy | None = None,
     acks_late: bool = True,
     example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    submit_limit: SubmitLimit | None = None,
     **celery_options: Any,
 ) -> Any:
     """Declare a plugin task.
@@ -163,7 +167,8 @@ def task(
     retry). Effectful tasks keep `acks_late=True` (the default): the message is
     acknowledged only after the task finished, and redelivered if the worker
     dies. `example` gives the arguments `banktasks demo` sends (a dict, or a
-    function returning one). Other keyword arguments (`time_limit`,
+    function returning one). `submit_limit` caps submissions per argument value
+    across all processes (see core.ratelimit). Other keyword arguments (`time_limit`,
     `soft_time_limit`, …) go to Celery.
     """
 
@@ -174,6 +179,7 @@ def task(
             retry=retry,
             acks_late=acks_late,
             example=example,
+            submit_limit=submit_limit,
             options=celery_options,
         )
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from celery import current_task
 
-from core import PluginSettings, RetryPolicy, Schedule, hookimpl, hookspec, task
+from core import PluginSettings, RetryPolicy, Schedule, SubmitLimit, hookimpl, hookspec, task
 
 
 class AcmeSettings(PluginSettings):
     threshold: int = 5
+    submit_limit_per_minute: int | None = None
 
 
 class AcmeHooks:
@@ -49,6 +50,12 @@ def add(x: int, y: int = 1) -> dict:
     return {"sum": x + y}
 
 
+@task(queue="acme-fast", submit_limit=SubmitLimit("user_id", per_minute=3))
+def notify(user_id: int) -> dict:
+    """A task whose submissions are limited per user."""
+    return {"user_id": user_id}
+
+
 @hookimpl
 def register_hookspecs(pm):
     pm.add_hookspecs(AcmeHooks)
@@ -61,7 +68,7 @@ def register_settings():
 
 @hookimpl
 def register_tasks():
-    return [flaky, add]
+    return [flaky, add, notify]
 
 
 @hookimpl

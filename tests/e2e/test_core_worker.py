@@ -107,7 +107,7 @@ def test_banktasks_plugins_json_and_celery_inspect(acme):
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     acme_row = rows["acme_rules"]
     assert acme_row["enabled"] and acme_row["version"] == "1.0"
-    assert acme_row["tasks"] == ["acme_rules.add", "acme_rules.flaky"]
+    assert acme_row["tasks"] == ["acme_rules.add", "acme_rules.flaky", "acme_rules.notify"]
     assert acme_row["queues"] == ["acme-fast", "acme_rules"]
     assert "acme-add" in acme_row["schedules"]
     assert rows["fraud"]["enabled"] is False

@@ -1,0 +1,73 @@
+"""Submission rate limits that hold across every process: a token bucket in Redis.
+
+Celery's own `rate_limit` is per worker and delays execution; this refuses the
+*submission* instead, in the caller of `.delay()`, with a clear error — e.g.
+at most 10 exports per user per minute, whatever the number of workers or web
+processes. Declared on a task with `@task(submit_limit=SubmitLimit("user_id", 10))`;
+the plugin's settings field `submit_limit_per_minute` (env
+`<PLUGIN>_SUBMIT_LIMIT_PER_MINUTE`) overrides the default, and 0 switches it off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import BanktasksError
+
+# KEYS[1] bucket; ARGV[1] capacity (tokens), ARGV[2] refill per second.
+# Uses the server's clock, so every caller on every host shares one notion of time.
+TOKEN_BUCKET = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + (now - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+local wait = 0
+if allowed == 0 then wait = (1 - tokens) / rate end
+return {allowed, tostring(wait)}
+"""
+
+
+class SubmissionRateLimited(BanktasksError):
+    """Too many submissions of one task for one key (e.g. one user) in a minute."""
+
+
+@dataclass(frozen=True)
+class SubmitLimit:
+    """At most `per_minute` submissions per value of argument `per` (bursts up to that)."""
+
+    per: str
+    per_minute: int
+    setting: str = "submit_limit_per_minute"
+
+
+def effective_limit(limit: SubmitLimit, plugin_settings: Any) -> int:
+    """The limit in force: the plugin's setting if it has one, else the declared default."""
+    value = getattr(plugin_settings, limit.setting, None)
+    return int(limit.per_minute if value is None else value)
+
+
+def check_submission(
+    client: Any, task_name: str, limit: SubmitLimit, per_minute: int, kwargs: dict[str, Any]
+) -> None:
+    """Take one token for this submission or raise SubmissionRateLimited."""
+    if per_minute <= 0 or limit.per not in kwargs:
+        return
+    key = f"banktasks:submit:{task_name}:{kwargs[limit.per]}"
+    allowed, wait = client.eval(TOKEN_BUCKET, 1, key, per_minute, per_minute / 60.0)
+    if not int(allowed):
+        raise SubmissionRateLimited(
+            f"{task_name}: more than {per_minute} submissions per minute for "
+            f"{limit.per}={kwargs[limit.per]}; try again in {float(wait):.0f}s"
+        )
