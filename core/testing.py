@@ -251,6 +251,7 @@ class E2E:
 
     tmp: Path
     env: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def app(self, **overrides: Any) -> Any:
@@ -274,7 +275,7 @@ class E2E:
         """Set environment variables for this process and workers started after."""
         for key, value in variables.items():
             self.env[key] = value
-            os.environ[key] = value
+            self.monkeypatch.setenv(key, value)  # undone at teardown
 
 
 @pytest.fixture
@@ -290,7 +291,7 @@ def e2e(
     pythonpath = os.pathsep.join(p for p in [root, os.environ.get("PYTHONPATH", "")] if p)
     monkeypatch.setenv("PYTHONPATH", pythonpath)
     env = {**bt_env, "REDIS_URL": valkey_url, "PYTHONPATH": pythonpath}
-    harness = E2E(tmp_path, env)
+    harness = E2E(tmp_path, env, monkeypatch)
     yield harness
     for worker in harness.workers:
         worker.stop()
