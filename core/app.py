@@ -7,6 +7,7 @@ that is what `celery -A core`, `banktasks` and `core.tasks` use.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -330,6 +331,10 @@ def get_app() -> BanktasksCelery:
         with _default_lock:
             if _default_app is None:
                 _default_app = create_app()
+                if "flower" in sys.argv[1:]:  # `celery -A core flower`: same auth as ours
+                    from core.flower import secure_flower
+
+                    secure_flower(_default_app.runtime.settings.flower_basic_auth)
     return _default_app
 
 

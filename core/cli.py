@@ -54,8 +54,14 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @cli.command(context_settings=PASS_THROUGH)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def flower(celery_args: tuple[str, ...]) -> None:
-    """Run Flower with basic auth (FLOWER_PORT, FLOWER_BASIC_AUTH)."""
+    """Run Flower with basic auth (FLOWER_PORT, FLOWER_BASIC_AUTH), /metrics included.
+
+    HTTPS: pass Flower's own options, `banktasks flower --certfile=cert.pem --keyfile=key.pem`.
+    """
+    from core.flower import secure_flower
+
     settings = _app().runtime.settings
+    secure_flower(settings.flower_basic_auth)
     _celery(
         "flower",
         celery_args,
