@@ -53,6 +53,7 @@ class TaskDef:
         acks_late: bool = True,
         example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         submit_limit: SubmitLimit | None = None,
+        check: Callable[..., None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
@@ -65,6 +66,7 @@ class TaskDef:
         self.acks_late = acks_late
         self.example = example
         self.submit_limit = submit_limit
+        self.check = check
         self.options = dict(options or {})
         self.signature = inspect.signature(fn)
         self.args_model = self._build_args_model()
@@ -100,9 +102,17 @@ class TaskDef:
         except TypeError as exc:
             raise TaskArgumentError(f"{self.display_name}: {exc}") from None
         try:
-            return self.args_model.model_validate(dict(bound.arguments))
+            model = self.args_model.model_validate(dict(bound.arguments))
         except ValidationError as exc:
             raise TaskArgumentError(format_validation_error(self.display_name, exc)) from None
+        if self.check is not None:
+            try:
+                self.check(**self.call_kwargs(model))
+            except TaskArgumentError:
+                raise
+            except ValueError as exc:
+                raise TaskArgumentError(f"{self.display_name}: {exc}") from None
+        return model
 
     def message_kwargs(self, args: Any, kwargs: Any) -> dict[str, Any]:
         """Validate and return the JSON-safe kwargs to put on the wire (only those given)."""
@@ -159,6 +169,7 @@ def task(
     acks_late: bool = True,
     example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     submit_limit: SubmitLimit | None = None,
+    check: Callable[..., None] | None = None,
     **celery_options: Any,
 ) -> Any:
     """Declare a plugin task.
@@ -168,7 +179,9 @@ def task(
     acknowledged only after the task finished, and redelivered if the worker
     dies. `example` gives the arguments `banktasks demo` sends (a dict, or a
     function returning one). `submit_limit` caps submissions per argument value
-    across all processes (see core.ratelimit). Other keyword arguments (`time_limit`,
+    across all processes (see core.ratelimit). `check(**arguments)` validates
+    arguments together (e.g. end after start) in the caller and in the worker:
+    a ValueError it raises becomes a TaskArgumentError. Other keyword arguments (`time_limit`,
     `soft_time_limit`, …) go to Celery.
     """
 
@@ -180,6 +193,7 @@ def task(
             acks_late=acks_late,
             example=example,
             submit_limit=submit_limit,
+            check=check,
             options=celery_options,
         )
 

@@ -158,3 +158,21 @@ def test_jitter_stays_within_zero_and_the_capped_value():
 def test_bad_retry_policy_is_refused(kwargs):
     with pytest.raises((ValueError, TypeError)):
         RetryPolicy(**kwargs)
+
+
+def _end_after_start(start: date, end: date) -> None:
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+
+
+@task(check=_end_after_start)
+def ranged(start: date, end: date) -> dict:
+    return {}
+
+
+def test_cross_argument_check_runs_before_sending():
+    assert ranged.message_kwargs((), {"start": "2024-01-01", "end": "2024-01-01"})
+    with pytest.raises(TaskArgumentError, match="ranged: end 2023-12-31 is before start"):
+        ranged.message_kwargs((), {"start": "2024-01-01", "end": "2023-12-31"})
+    with pytest.raises(TaskArgumentError):
+        ranged(start="2024-01-02", end="2024-01-01")
