@@ -1,0 +1,110 @@
+"""Export formats: the `ExportFormat` protocol and the built-in `csv` and `jsonl`.
+
+A format writes a header-described stream of row tuples to a binary file object,
+row by row: it must not collect the rows into a list (exports are unbounded).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+FLUSH_EVERY = 1000  # rows encoded per write to the file
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@runtime_checkable
+class ExportFormat(Protocol):
+    """What `register_export_formats()` returns: one streaming file format."""
+
+    name: str  # what export_format= selects, e.g. "csv"
+    extension: str  # file extension without the dot, e.g. "csv"
+    media_type: str  # e.g. "text/csv"
+
+    def write(self, columns: list[str], rows: Iterable[tuple[Any, ...]], out: BinaryIO) -> None:
+        """Write `columns` and then each row of `rows` (consumed lazily) to `out`."""
+        ...
+
+
+def neutralise_formula(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with `'` (OWASP CSV injection).
+
+    Applies to every text cell whose first character is `=`, `+`, `-`, `@`, a tab
+    or a carriage return — a negative amount would be prefixed too (amounts in this
+    domain are positive, so none are).
+    """
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def _safe_row(row: tuple[Any, ...]) -> list[Any]:
+    """`neutralise_formula` applied to every text cell of a row (inlined: it runs per cell)."""
+    return [
+        "'" + cell if cell.__class__ is str and cell.startswith(FORMULA_TRIGGERS) else cell
+        for cell in row
+    ]
+
+
+class _TextChunks:
+    """A text sink for csv.writer that is flushed to the binary file in UTF-8 chunks."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def drain(self) -> None:
+        if self.parts:
+            self.out.write("".join(self.parts).encode("utf-8"))
+            self.parts.clear()
+
+
+class CsvFormat:
+    """RFC 4180 CSV in UTF-8 (no BOM), CRLF line ends, a header row, formula-safe cells.
+
+    Fields with commas, quotes or line breaks are quoted (quotes doubled); text
+    cells are neutralised with `neutralise_formula`; None is an empty cell.
+    """
+
+    name = "csv"
+    extension = "csv"
+    media_type = "text/csv"
+
+    def write(self, columns: list[str], rows: Iterable[tuple[Any, ...]], out: BinaryIO) -> None:
+        """Stream the header and rows to `out`."""
+        sink = _TextChunks(out)
+        writer = csv.writer(sink, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(_safe_row(tuple(columns)))
+        iterator = iter(rows)
+        while batch := list(islice(iterator, FLUSH_EVERY)):
+            writer.writerows(map(_safe_row, batch))
+            sink.drain()
+        sink.drain()
+
+
+class JsonlFormat:
+    """JSON Lines: one JSON object per row (keys are the column names), UTF-8, `\\n` ends."""
+
+    name = "jsonl"
+    extension = "jsonl"
+    media_type = "application/x-ndjson"
+
+    def write(self, columns: list[str], rows: Iterable[tuple[Any, ...]], out: BinaryIO) -> None:
+        """Stream one object per row to `out`."""
+        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        parts: list[str] = []
+        for row in rows:
+            parts.append(encode(dict(zip(columns, row, strict=True))))
+            if len(parts) == FLUSH_EVERY:
+                out.write(("\n".join(parts) + "\n").encode("utf-8"))
+                parts.clear()
+        if parts:
+            out.write(("\n".join(parts) + "\n").encode("utf-8"))
+
+
+BUILTIN_FORMATS: list[ExportFormat] = [CsvFormat(), JsonlFormat()]

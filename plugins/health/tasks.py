@@ -1,0 +1,27 @@
+"""`system_health_check`: run every registered check and return the summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import get_logger, task
+from core.runtime import current_app
+from plugins.health.runner import run_checks
+
+log = get_logger(__name__)
+
+
+@task(queue="health", acks_late=False, example={})
+def system_health_check() -> dict[str, Any]:
+    """Run the health checks; return `status` (worst of all), `checks` and `checked_at`.
+
+    Read-only and cheap: not retried (a health check reports, it does not retry).
+    """
+    report = run_checks(current_app())
+    for name, check in report["checks"].items():
+        if check["status"] != "ok":
+            log.warning(
+                "health_check_not_ok", check=name, status=check["status"], detail=check["detail"]
+            )
+    log.info("health_checked", status=report["status"], checks=len(report["checks"]))
+    return report
