@@ -1,0 +1,51 @@
+"""The reports plugin's implementations of the core hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import Schedule, hookimpl
+from plugins.reports import hookspecs
+from plugins.reports.formats import collect_formats
+from plugins.reports.settings import ReportsSettings
+from plugins.reports.tasks import PLUGIN, choose_formats, generate_daily_reports
+
+
+@hookimpl
+def register_hookspecs(pm: Any) -> None:
+    """Add the hooks reports owns: formats, sections, on_report_generated."""
+    pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_settings() -> tuple[str, type[ReportsSettings]]:
+    """`REPORTS_DIR`, `REPORTS_FORMATS` (and `REPORTS_SCHEDULE`)."""
+    return PLUGIN, ReportsSettings
+
+
+@hookimpl
+def register_tasks() -> list[Any]:
+    """The task: `reports.generate_daily_reports`."""
+    return [generate_daily_reports]
+
+
+@hookimpl
+def register_schedule(settings: Any) -> list[Schedule]:
+    """Every day at 00:00 UTC, for the day that just ended."""
+    return [Schedule("generate-daily-reports", generate_daily_reports, cron="0 0 * * *")]
+
+
+@hookimpl
+def configure_app(app: Any, settings: Any) -> None:
+    """Stop start-up when REPORTS_FORMATS names a format no enabled plugin registers."""
+    runtime = app.runtime
+    ours: ReportsSettings = runtime.settings_for(PLUGIN)
+    choose_formats(None, ours.formats, collect_formats(runtime.hook))
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """`banktasks reports list|show [DATE]`."""
+    from plugins.reports.cli import reports_group
+
+    cli.add_command(reports_group)

@@ -1,0 +1,143 @@
+"""The report object (`DailyReport`) and the shape of a report format (`ReportFormat`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from html import escape
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+@runtime_checkable
+class ReportFormat(Protocol):
+    """A way to write a DailyReport to a file, registered with `register_report_formats()`.
+
+    `name` is what `formats=[…]` and `REPORTS_FORMATS` list, `extension` the file
+    suffix (no dot), `media_type` the MIME type (for e-mail attachments, HTTP).
+    """
+
+    name: str
+    extension: str
+    media_type: str
+
+    def render(self, report: DailyReport) -> bytes:
+        """Return the whole file's content for `report`."""
+        ...
+
+
+class DailyReport(BaseModel):
+    """One UTC day's report: JSON-safe sections by name, and the files written for it.
+
+    Built-in sections: `transactions` (count, sums and counts by currency, kind
+    and status, pending and failed counts) and `customers` (new users and
+    accounts). Other plugins add theirs with `register_report_sections`.
+    """
+
+    model_config = ConfigDict(frozen=False)
+
+    report_date: date
+    generated_at: datetime
+    sections: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("generated_at")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("generated_at must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    @field_validator("sections")
+    @classmethod
+    def _json_safe(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        ensure_json_safe(value)
+        return value
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """`{"transactions": count, "sums": {currency: "12345.67"}}` of the day."""
+        tx = self.sections.get("transactions") or {}
+        by_currency = tx.get("by_currency") or {}
+        return {
+            "transactions": int(tx.get("count") or 0),
+            "sums": {cur: row.get("sum", "0.00") for cur, row in by_currency.items()},
+        }
+
+    def summary_text(self) -> str:
+        """A plain-text summary (what an admin e-mail's body says)."""
+        lines = [
+            f"Daily report for {self.report_date.isoformat()} (UTC day)",
+            f"Generated at {self.generated_at.isoformat()}",
+            "",
+        ]
+        tx = self.sections.get("transactions")
+        if tx and "error" not in tx:
+            lines.append(f"Transactions: {tx.get('count', 0)}")
+            for cur, row in (tx.get("by_currency") or {}).items():
+                lines.append(f"  {cur}: {row['count']} transactions, total {row['sum']}")
+            lines.append(f"Pending: {tx.get('pending', 0)}, failed: {tx.get('failed', 0)}")
+            for group in ("by_kind", "by_status"):
+                label = group.removeprefix("by_")
+                lines.append(f"By {label}:")
+                for key, row in (tx.get(group) or {}).items():
+                    sums = ", ".join(f"{c} {s}" for c, s in (row.get("sums") or {}).items())
+                    lines.append(f"  {key}: {row['count']}" + (f" ({sums})" if sums else ""))
+        customers = self.sections.get("customers")
+        if customers and "error" not in customers:
+            lines.append(
+                f"New users: {customers.get('new_users', 0)}, "
+                f"new accounts: {customers.get('new_accounts', 0)}"
+            )
+        others = [n for n in self.sections if n not in {"transactions", "customers"}]
+        for name in others:
+            lines.append("")
+            lines.append(f"[{name}]")
+            for key, value in flatten(self.sections[name]):
+                lines.append(f"  {key}: {value}")
+        if self.files:
+            lines.append("")
+            lines.append("Files:")
+            for fmt, path in self.files.items():
+                lines.append(f"  {fmt}: {path}")
+        return "\n".join(lines) + "\n"
+
+    def summary_html(self) -> str:
+        """The plain-text summary as a small, escaped HTML fragment (for e-mail bodies)."""
+        return f"<pre>{escape(self.summary_text())}</pre>"
+
+
+def ensure_json_safe(value: Any) -> None:
+    """Raise ValueError unless `value` is plain JSON (no Decimal, datetime, NaN, objects)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "sections must be JSON-safe (str, int, float, bool, None, lists, dicts; "
+            f"Decimal and dates as strings): {exc}"
+        ) from None
+
+
+def cell(value: Any) -> str:
+    """A scalar as text: None → "", bools → true/false, lists → JSON, others → str()."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Nested dicts → `("by_kind.deposit.count", "3")` pairs, in order."""
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from flatten(value, f"{path}.")
+        elif isinstance(value, dict):
+            yield path, ""
+        else:
+            yield path, cell(value)
