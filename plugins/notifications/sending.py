@@ -1,0 +1,178 @@
+"""One delivery attempt: claim the key, find the recipient, send, record — and retry.
+
+Both tasks call `deliver()`. A `TemporaryFailure` inside a worker schedules a
+retry (exponential backoff from NOTIFICATIONS_RETRY_BACKOFF, 5 retries at most);
+on the last try, or on any other error, the outbox row is marked `failed` with
+the reason and the task fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from core import RetryPolicy, current, get_logger
+from core.models import User
+from plugins.notifications import outbox
+from plugins.notifications.channels import PLUGIN, get_channel
+from plugins.notifications.errors import PermanentFailure, TemporaryFailure
+from plugins.notifications.message import Message
+from plugins.notifications.settings import NotificationsSettings
+from plugins.notifications.validation import check_address
+
+log = get_logger(__name__)
+
+MAX_RETRIES = 5
+RETRY = RetryPolicy(
+    max_retries=MAX_RETRIES, backoff=30, backoff_max=900, jitter=True, retry_on=(TemporaryFailure,)
+)
+"""The policy the tasks declare; the countdowns actually used come from `retry_policy()`."""
+
+AUTO_HEADERS = {"Auto-Submitted": "auto-generated"}
+
+
+def retry_policy(settings: NotificationsSettings) -> RetryPolicy:
+    """RETRY with the backoff of NOTIFICATIONS_RETRY_BACKOFF / NOTIFICATIONS_RETRY_BACKOFF_MAX."""
+    return replace(RETRY, backoff=settings.retry_backoff, backoff_max=settings.retry_backoff_max)
+
+
+def lease_for(settings: NotificationsSettings) -> timedelta:
+    """How long one attempt may hold its key: a full SMTP dialogue at SMTP_TIMEOUT per step."""
+    return timedelta(seconds=60 + 10 * settings.smtp_timeout)
+
+
+def running_task(task_name: str | None) -> Any:
+    """The Celery task being executed, if it is `task_name` (not some outer task)."""
+    from celery import current_task
+
+    task = current_task._get_current_object() if current_task else None
+    if task is None or task_name is None or task.name != task_name:
+        return None
+    if task.request.called_directly or not task.request.id:
+        return None
+    return task
+
+
+def user_address(user_id: int) -> str:
+    """The address of an active user, or PermanentFailure saying why there is none."""
+    with current().db.session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise PermanentFailure(f"user {user_id} does not exist; nothing was sent")
+        if not user.is_active:
+            raise PermanentFailure(f"user {user_id} is inactive; nothing was sent")
+        address = (user.email or "").strip()
+    if not address:
+        raise PermanentFailure(f"user {user_id} has no e-mail address; nothing was sent")
+    try:
+        check_address(address)
+    except ValueError:
+        raise PermanentFailure(
+            f"user {user_id} has an invalid e-mail address; nothing was sent"
+        ) from None
+    return address
+
+
+def deliver(
+    *,
+    task_name: str | None,
+    kind: str,
+    user_id: int | None,
+    subject: str,
+    text: str,
+    html: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Send one message at most once per idempotency key; return status and message_id."""
+    runtime = current()
+    settings: NotificationsSettings = runtime.settings_for(PLUGIN)
+    db = runtime.db
+    task = running_task(task_name)
+    key = idempotency_key or outbox.derive_key(
+        task_name or kind,
+        task.request.id if task is not None else None,
+        {"kind": kind, "user_id": user_id, "subject": subject, "text": text, "html": html},
+    )
+    claim = outbox.claim(
+        db, key, kind=kind, user_id=user_id, subject=subject, lease=lease_for(settings)
+    )
+    if claim.outcome == "sent":
+        log.info("notification_duplicate", key=key, message_id=claim.message_id)
+        return {
+            "status": "duplicate",
+            "message_id": claim.message_id,
+            "idempotency_key": key,
+            "sent_at": claim.sent_at.isoformat() if claim.sent_at else None,
+        }
+    if claim.outcome == "busy":
+        # Another delivery of this key holds the lease: come back when it has expired.
+        busy = TemporaryFailure(
+            f"another worker is sending {key!r} right now", retry_after=claim.retry_after
+        )
+        _retry_or_raise(task, busy, settings)
+
+    recipient: str | None = None
+    channel_name: str | None = None
+    try:
+        recipient = user_address(user_id) if user_id is not None else settings.admin_email
+        channel = get_channel(runtime=runtime)
+        channel_name = channel.name
+        message = Message(
+            to=recipient,
+            from_=settings.default_from_email,
+            subject=subject,
+            text=text,
+            html=html,
+            message_id=claim.message_id,
+            headers=dict(AUTO_HEADERS),
+        )
+        channel.send(message)
+    except TemporaryFailure as exc:
+        final = task is not None and task.request.retries >= task.max_retries
+        reason = outbox.describe(exc)
+        if final:
+            reason = f"gave up after {claim.attempts} attempts: {reason}"
+        outbox.mark_failed(db, key, reason, final=final, recipient=recipient, channel=channel_name)
+        log.warning(
+            "notification_temporary_failure",
+            key=key,
+            attempt=claim.attempts,
+            final=final,
+            error=reason,
+        )
+        _retry_or_raise(task, exc, settings)
+    except Exception as exc:
+        reason = outbox.describe(exc)
+        outbox.mark_failed(db, key, reason, final=True, recipient=recipient, channel=channel_name)
+        log.error("notification_failed", key=key, attempt=claim.attempts, error=reason)
+        raise
+    assert recipient is not None  # set before the message was built
+    outbox.mark_sent(db, key, recipient=recipient, channel=channel.name)
+    log.info(
+        "notification_sent",
+        key=key,
+        message_id=claim.message_id,
+        channel=channel.name,
+        user_id=user_id,
+        attempt=claim.attempts,
+    )
+    return {
+        "status": "sent",
+        "message_id": claim.message_id,
+        "idempotency_key": key,
+        "channel": channel.name,
+        "attempts": claim.attempts,
+    }
+
+
+def _retry_or_raise(task: Any, exc: TemporaryFailure, settings: NotificationsSettings) -> NoReturn:
+    """Schedule the next try of `task` (if it has tries left), else re-raise `exc`."""
+    if task is None or task.request.retries >= task.max_retries:
+        raise exc
+    policy = retry_policy(settings)
+    countdown = policy.countdown(task.request.retries)
+    if exc.retry_after:
+        countdown = max(countdown, min(math.ceil(exc.retry_after), policy.backoff_max))
+    raise task.retry(exc=exc, countdown=countdown)

@@ -1,0 +1,183 @@
+"""Hooks owned by reports, fraud and export: each queues the right task with the right key.
+
+The owners are stood in for by tiny plugins that declare the same hookspecs, so
+pluggy checks our implementations' signatures exactly as the real owners would.
+The queued messages are read back from the real Valkey queue.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from notifications_helpers import outbox_rows, queued
+
+import plugins.notifications
+from core import hookimpl, hookspec
+from plugins.notifications import send_admin_email, send_email_notification
+
+
+@hookspec
+def on_report_generated(report: Any) -> Any:
+    """reports' hookspec."""
+
+
+@hookspec
+def on_fraud_alert(alert: Any) -> Any:
+    """fraud's hookspec."""
+
+
+@hookspec
+def on_export_ready(export: Any) -> Any:
+    """export's hookspec."""
+
+
+class Owner:
+    """Stands in for reports, fraud and export: it only adds their hookspecs."""
+
+    banktasks_name = "owners"
+
+    @hookimpl
+    def register_hookspecs(self, pm: Any) -> None:
+        pm.add_hookspecs(
+            SimpleNamespace(
+                on_report_generated=on_report_generated,
+                on_fraud_alert=on_fraud_alert,
+                on_export_ready=on_export_ready,
+            )
+        )
+
+
+@dataclass
+class Report:
+    report_date: date
+    sections: dict[str, dict[str, Any]]
+    files: dict[str, str] = field(default_factory=dict)
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def summary_text(self) -> str:
+        return f"Daily report {self.report_date}\ntransactions: 1234\nfraud alerts: 3 <&>"
+
+
+@dataclass
+class Alert:
+    id: int = 7
+    rule: str = "large_transaction"
+    account_id: int = 42
+    transaction_id: int | None = 1001
+    severity: str = "high"
+    score: float = 0.93
+    status: str = "open"
+    evidence: dict[str, Any] = field(
+        default_factory=lambda: {
+            "amount": "15000.01",
+            "account_number": "400000000042",
+            "iban": "DE89370400440532013000",
+        }
+    )
+    created_at: datetime = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
+    resolved_at: datetime | None = None
+
+
+@dataclass
+class Export:
+    id: int = 5
+    user_id: int = 1
+    format: str = "csv"
+    path: str = "/srv/banktasks/var/exports/tx_1_20240101_20240131_3f9a.csv"
+    file_name: str = "tx_1_20240101_20240131_3f9a.csv"
+    rows: int = 31
+    bytes: int = 2048
+    sha256: str = "ab" * 32
+    start_date: date = date(2024, 1, 1)
+    end_date: date = date(2024, 1, 31)
+
+
+@pytest.fixture
+def app(notif_app: Any) -> Any:
+    return notif_app(plugins=[plugins.notifications, Owner()])
+
+
+def eml(app: Any) -> list[email.message.EmailMessage]:
+    folder = app.runtime.settings.var_dir / "outbox"
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(folder.glob("*.eml"))
+    ]
+
+
+def test_report_generated_queues_admin_email_with_the_summary(app: Any) -> None:
+    report = Report(date(2024, 1, 31), {"totals": {"count": 1234}}, {"csv": "/x/r-2024-01-31.csv"})
+    (answer,) = app.runtime.hook.on_report_generated(report=report)
+    (job,) = queued(app)
+    assert answer == {"queued": job["id"]}
+    assert job["task"] == "notifications.send_admin_email"
+    kwargs = job["kwargs"]
+    assert kwargs["idempotency_key"] == "daily-report:2024-01-31"
+    assert kwargs["subject"] == "Daily report 2024-01-31"
+    assert kwargs["message"] == report.summary_text()
+    assert "fraud alerts: 3 &lt;&amp;&gt;" in kwargs["html_message"]
+    assert "r-2024-01-31.csv" in kwargs["html_message"] and "/x/" not in kwargs["html_message"]
+    assert outbox_rows(app) == [], "the hook only queues; the worker sends"
+
+    # What the worker will do with it: one e-mail to ADMIN_EMAIL, re-runs are duplicates.
+    assert send_admin_email(**kwargs)["status"] == "sent"
+    app.runtime.hook.on_report_generated(report=report)
+    assert send_admin_email(**queued(app)[-1]["kwargs"])["status"] == "duplicate"
+    (msg,) = eml(app)
+    assert msg["To"] == "admin@banking.com"
+    assert msg.get_content_type() == "multipart/alternative"
+
+
+def test_fraud_alert_queues_admin_email_without_account_numbers(app: Any) -> None:
+    (answer,) = app.runtime.hook.on_fraud_alert(alert=Alert())
+    (job,) = queued(app)
+    assert answer == {"queued": job["id"]}
+    assert job["task"] == "notifications.send_admin_email"
+    kwargs = job["kwargs"]
+    assert kwargs["idempotency_key"] == "fraud-alert:7"
+    assert kwargs["subject"] == "[fraud] high large_transaction alert #7"
+    text = kwargs["message"]
+    for expected in ("rule: large_transaction", "severity: high", "account id: 42", "#7"):
+        assert expected in text
+    assert "15000.01" in text
+    everything = text + kwargs["html_message"] + kwargs["subject"]
+    assert "400000000042" not in everything and "DE89370400440532013000" not in everything
+    assert "****0042" in text
+
+
+def test_export_ready_tells_the_user_the_file_name_only(app: Any) -> None:
+    export = Export()
+    (answer,) = app.runtime.hook.on_export_ready(export=export)
+    (job,) = queued(app)
+    assert answer == {"queued": job["id"]}
+    assert job["task"] == "notifications.send_email_notification"
+    kwargs = job["kwargs"]
+    assert (kwargs["user_id"], kwargs["idempotency_key"]) == (1, "export-ready:5")
+    body = kwargs["message"] + kwargs["html_message"]
+    assert export.file_name in body
+    assert "/srv/" not in body and export.sha256 not in body
+    assert send_email_notification(**kwargs)["status"] == "sent"
+    (msg,) = eml(app)
+    assert msg["To"] == "user1@example.com"
+
+
+def test_hooks_queue_on_the_notifications_queue_only(app: Any) -> None:
+    app.runtime.hook.on_fraud_alert(alert=Alert(id=1))
+    app.runtime.hook.on_fraud_alert(alert=Alert(id=2))
+    assert [j["kwargs"]["idempotency_key"] for j in queued(app)] == [
+        "fraud-alert:1",
+        "fraud-alert:2",
+    ]
+    assert queued(app, "celery") == []
+
+
+def test_without_the_owners_the_plugin_still_builds_and_sends(notif_app: Any) -> None:
+    app = notif_app()  # no reports, fraud or export: their hooks are simply never called
+    assert not app.runtime.is_enabled("reports")
+    assert send_admin_email(subject="Hi", message="Body")["status"] == "sent"

@@ -1,0 +1,116 @@
+"""Argument types of the notification tasks, checked in the caller and again in the worker.
+
+They are small `str`/`int` subclasses with a pydantic schema (rather than
+`Annotated[...]` aliases) so that their constraints survive
+`typing.get_type_hints()`, which the core uses to build the argument model.
+Each check raises ValueError with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+MAX_SUBJECT = 998  # RFC 5322 line length limit, without CRLF
+MAX_BODY_BYTES = 1024 * 1024  # 1 MiB of UTF-8 per body part
+MAX_KEY = 200
+MAX_ADDRESS = 254
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every C0 control but TAB, and DEL
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ADDRESS = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})*$")
+
+
+def check_subject(value: str) -> str:
+    """A one-line subject: not blank, at most 998 characters, no CR, LF or other control."""
+    if not value.strip():
+        raise ValueError("the subject is empty; give a short one-line subject")
+    if len(value) > MAX_SUBJECT:
+        raise ValueError(f"the subject has {len(value)} characters; at most {MAX_SUBJECT} allowed")
+    if "\r" in value or "\n" in value:
+        raise ValueError(
+            "the subject contains a line break (CR/LF), which would inject mail headers; "
+            "give a single line"
+        )
+    if _CONTROL.search(value):
+        raise ValueError("the subject contains control characters; give plain text")
+    return value
+
+
+def check_body(value: str) -> str:
+    """A message body: not blank, at most 1 MiB once encoded as UTF-8."""
+    if not value.strip():
+        raise ValueError("the message body is empty")
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise ValueError(f"the message body is {size} bytes; at most {MAX_BODY_BYTES} allowed")
+    return value
+
+
+def check_key(value: str) -> str:
+    """An idempotency key: 1 to 200 printable characters."""
+    if not value or len(value) > MAX_KEY:
+        raise ValueError(f"the idempotency key must have 1 to {MAX_KEY} characters")
+    if not value.isprintable():
+        raise ValueError("the idempotency key must be printable (no control characters)")
+    return value
+
+
+def check_address(value: str) -> str:
+    """An e-mail address `local@domain`, or `Display Name <local@domain>`; returned as given."""
+    if _CONTROL.search(value):
+        raise ValueError("an e-mail address cannot contain line breaks or control characters")
+    address = bare_address(value)
+    if len(address) > MAX_ADDRESS or not ADDRESS.match(address):
+        raise ValueError("expected an e-mail address such as admin@example.com")
+    if len(address.split("@", 1)[0]) > 64:
+        raise ValueError("the part before @ of an e-mail address has at most 64 characters")
+    return value
+
+
+def bare_address(value: str) -> str:
+    """`Bank <noreply@bank.example>` → `noreply@bank.example` (the envelope address)."""
+    return parseaddr(value)[1] if "<" in value else value.strip()
+
+
+class _CheckedStr(str):
+    _check: Any = None
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(cls._check, core_schema.str_schema())
+
+
+class Subject(_CheckedStr):
+    """An e-mail subject (see `check_subject`)."""
+
+    _check = staticmethod(check_subject)
+
+
+class Body(_CheckedStr):
+    """A plain-text or HTML body (see `check_body`)."""
+
+    _check = staticmethod(check_body)
+
+
+class IdempotencyKey(_CheckedStr):
+    """A caller-chosen idempotency key (see `check_key`)."""
+
+    _check = staticmethod(check_key)
+
+
+class UserId(int):
+    """A user id: an integer greater than 0."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.int_schema(gt=0)
