@@ -1,0 +1,280 @@
+"""The built-in rules: large_transaction, velocity, structuring.
+
+Each is one or two set-based SQL statements over the window, portable between
+SQLite (>= 3.28) and PostgreSQL (>= 11). Times and money are compared in their
+stored form (epoch microseconds, integer cents), so window arithmetic is integer
+math. Rolling windows are half-open: a window of W starting at t holds the
+rows with t <= created_at < t + W.
+
+A "burst" is a chain of overlapping hot windows of one account (a hot window
+starts at a row and breaks the rule's threshold). It gives ONE alert, keyed by
+the first row of the chain; that row is stable from run to run, because being
+a chain start depends only on the W before it, and the window only adds rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+
+from core.db import from_micros, from_minor, to_minor
+from core.models import Transaction, TransactionKind
+from plugins.fraud.rules import Finding, RuleContext
+
+MINUTE_US = 60_000_000
+HOUR_US = 60 * MINUTE_US
+EVIDENCE_IDS = 50  # at most this many transaction ids in a burst's evidence
+MEMBER_CHUNK = 100  # bursts per UNION ALL statement (SQLite allows 500 arms)
+
+_tx = Transaction.__table__
+_at = type_coerce(_tx.c.created_at, BigInteger)
+_cents = type_coerce(_tx.c.amount_minor, BigInteger)
+
+
+def _iso(micros: int) -> str:
+    return from_micros(micros).isoformat()
+
+
+class LargeTransaction:
+    """A transaction whose amount is strictly greater than FRAUD_LARGE_AMOUNT."""
+
+    name = "large_transaction"
+    severity = "high"
+
+    def find(self, ctx: RuleContext) -> Iterator[Finding]:
+        """One finding per transaction above the line in the window."""
+        limit = ctx.settings.large_amount
+        query = select(_tx.c.id, _tx.c.account_id, _cents, _at, _tx.c.kind).where(
+            _at >= ctx.since_us, _at < ctx.until_us, _cents > to_minor(limit)
+        )
+        for tid, account_id, cents, at, kind in ctx.session.execute(query):
+            amount = from_minor(cents)
+            yield Finding(
+                account_id=account_id,
+                transaction_id=tid,
+                score=round(float(amount / limit), 4),
+                evidence={
+                    "amount": str(amount),
+                    "threshold": str(limit),
+                    "kind": str(kind),
+                    "at": _iso(at),
+                },
+            )
+
+
+@dataclass
+class _Burst:
+    first_id: int
+    account_id: int
+    start_us: int
+    count: int
+    total_cents: int
+
+
+def _frame(aggregate: str, window_us: int) -> Any:
+    """`aggregate OVER` the half-open window [at, at + W) of the same account.
+
+    Written out because SQLAlchemy 2.1 binds frame offsets as INTEGER, which a
+    window of an hour in microseconds overflows on PostgreSQL. `window_us` is
+    an int computed here, never user text.
+    """
+    return literal_column(
+        f"{aggregate} OVER (PARTITION BY account_id ORDER BY at "
+        f"RANGE BETWEEN CURRENT ROW AND CAST({int(window_us) - 1} AS BIGINT) FOLLOWING)"
+    )
+
+
+def _burst_starts(
+    rows: CTE, window_us: int, since_us: int, hot: Any, label: str, with_total: bool
+) -> Select[Any]:
+    """Rows of `rows` (id, account_id, at, cents) that start a burst at or after `since_us`.
+
+    `hot(count, total)` is the SQL condition for a window to break the rule; the
+    window's sum of cents is computed only `with_total` (else it is 0).
+    """
+    windows = select(
+        rows.c.id,
+        rows.c.account_id,
+        rows.c.at,
+        _frame("count(*)", window_us).label("cnt"),
+        (_frame("sum(cents)", window_us) if with_total else literal(0)).label("total"),
+    ).cte(f"{label}_windows")
+    hot_rows = (
+        select(
+            windows,
+            func.lag(windows.c.at)
+            .over(partition_by=windows.c.account_id, order_by=(windows.c.at, windows.c.id))
+            .label("prev_at"),
+        )
+        .where(hot(windows.c.cnt, windows.c.total))
+        .cte(f"{label}_hot")
+    )
+    return select(
+        hot_rows.c.id, hot_rows.c.account_id, hot_rows.c.at, hot_rows.c.cnt, hot_rows.c.total
+    ).where(
+        hot_rows.c.at >= since_us,
+        or_(hot_rows.c.prev_at.is_(None), hot_rows.c.at - hot_rows.c.prev_at >= window_us),
+    )
+
+
+def _members(
+    ctx: RuleContext, bursts: list[_Burst], window_us: int, extra: list[ColumnElement[bool]]
+) -> dict[int, list[tuple[int, int, int]]]:
+    """Per burst, the rows of its first window: {first_id: [(id, at, cents), ...]}.
+
+    One UNION ALL statement per chunk of bursts; each arm is a range scan of the
+    transactions(account_id, created_at) index.
+    """
+    members: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for start in range(0, len(bursts), MEMBER_CHUNK):
+        arms = [
+            select(literal(b.first_id).label("first_id"), _tx.c.id, _at, _cents).where(
+                _tx.c.account_id == b.account_id,
+                _at >= b.start_us,
+                _at < min(b.start_us + window_us, ctx.until_us),
+                *extra,
+            )
+            for b in bursts[start : start + MEMBER_CHUNK]
+        ]
+        for first_id, tid, at, cents in ctx.session.execute(union_all(*arms)):
+            members[first_id].append((tid, at, cents))
+    for rows in members.values():
+        rows.sort(key=lambda r: (r[1], r[0]))
+    return members
+
+
+def _bursts(
+    ctx: RuleContext,
+    label: str,
+    window_us: int,
+    hot: Any,
+    extra: list[ColumnElement[bool]],
+    with_total: bool = False,
+) -> tuple[list[_Burst], dict[int, list[tuple[int, int, int]]]]:
+    """Burst starts in the window and, per start, the rows of its first window.
+
+    Rows are read from `since - window` (whether a row starts a burst depends on
+    the window before it) up to `until`.
+    """
+    rows = (
+        select(_tx.c.id, _tx.c.account_id, _at.label("at"), _cents.label("cents"))
+        .where(_at >= ctx.since_us - window_us, _at < ctx.until_us, *extra)
+        .cte(f"{label}_rows")
+    )
+    starts = _burst_starts(rows, window_us, ctx.since_us, hot, label, with_total).subquery()
+    bursts = [
+        _Burst(r.id, r.account_id, r.at, r.cnt, r.total)
+        for r in ctx.session.execute(select(starts).order_by(starts.c.at, starts.c.id))
+    ]
+    return bursts, _members(ctx, bursts, window_us, extra)
+
+
+def _burst_evidence(burst: _Burst, rows: list[tuple[int, int, int]]) -> dict[str, Any]:
+    return {
+        "count": burst.count,
+        "first_at": _iso(rows[0][1]) if rows else _iso(burst.start_us),
+        "last_at": _iso(rows[-1][1]) if rows else _iso(burst.start_us),
+        "transaction_ids": [r[0] for r in rows[:EVIDENCE_IDS]],
+        "total": str(from_minor(sum(r[2] for r in rows))),
+    }
+
+
+class Velocity:
+    """More than FRAUD_VELOCITY_LIMIT transactions by one account in any rolling window.
+
+    Medium; high when the first window holds at least twice the limit.
+    """
+
+    name = "velocity"
+    severity = "medium"
+
+    def find(self, ctx: RuleContext) -> Iterator[Finding]:
+        """One finding per burst (chain of overlapping windows over the limit)."""
+        limit = ctx.settings.velocity_limit
+        minutes = ctx.settings.velocity_window_minutes
+        bursts, members = _bursts(
+            ctx, "velocity", minutes * MINUTE_US, lambda cnt, _total: cnt > limit, []
+        )
+        for burst in bursts:
+            yield Finding(
+                account_id=burst.account_id,
+                transaction_id=burst.first_id,
+                score=round(burst.count / limit, 4),
+                dedup_key=f"account:{burst.account_id}:burst:{burst.first_id}",
+                severity="high" if burst.count >= 2 * limit else "medium",
+                evidence={
+                    **_burst_evidence(burst, members[burst.first_id]),
+                    "limit": limit,
+                    "window_minutes": minutes,
+                },
+            )
+
+
+class Structuring:
+    """Deposits split to stay under the reporting line (31 USC 5324).
+
+    At least FRAUD_STRUCTURING_MIN_COUNT deposits by one account within
+    FRAUD_STRUCTURING_WINDOW_HOURS, each in [band_low * large_amount, large_amount),
+    together above large_amount. Critical when the run has more deposits than the
+    minimum, else high.
+    """
+
+    name = "structuring"
+    severity = "high"
+
+    def find(self, ctx: RuleContext) -> Iterable[Finding]:
+        """One finding per run of structured deposits."""
+        s = ctx.settings
+        line = to_minor(s.large_amount)
+        low = math.ceil(Decimal(line) * s.structuring_band_low)
+        band = [
+            _tx.c.kind == TransactionKind.deposit.value,
+            _cents >= low,
+            _cents < line,
+        ]
+
+        def hot(cnt: Any, total: Any) -> Any:
+            return and_(cnt >= s.structuring_min_count, total > line)
+
+        hours = s.structuring_window_hours
+        bursts, members = _bursts(ctx, "structuring", hours * HOUR_US, hot, band, with_total=True)
+        for burst in bursts:
+            rows = members[burst.first_id]
+            yield Finding(
+                account_id=burst.account_id,
+                transaction_id=burst.first_id,
+                score=round(burst.total_cents / line, 4),
+                dedup_key=f"account:{burst.account_id}:burst:{burst.first_id}",
+                severity="critical" if burst.count > s.structuring_min_count else "high",
+                evidence={
+                    **_burst_evidence(burst, rows),
+                    "amounts": [str(from_minor(r[2])) for r in rows[:EVIDENCE_IDS]],
+                    "threshold": str(s.large_amount),
+                    "band": [str(from_minor(low)), str(from_minor(line))],
+                    "min_count": s.structuring_min_count,
+                    "window_hours": hours,
+                },
+            )
+
+
+BUILTIN_RULES = (LargeTransaction(), Velocity(), Structuring())
+"""The rules the fraud plugin registers through its own `register_fraud_rules`."""

@@ -1,0 +1,35 @@
+"""Hooks the fraud plugin owns: add rules, react to new alerts.
+
+A third-party package implements them with `@core.hookimpl`; the fraud plugin
+adds these specs through `register_hookspecs`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core import hookspec
+
+if TYPE_CHECKING:
+    from plugins.fraud.models import FraudAlert
+    from plugins.fraud.rules import Rule
+
+
+@hookspec
+def register_fraud_rules() -> list[Rule]:
+    """Return fraud rules: objects with `name`, `severity` and `find(ctx) -> Iterable[Finding]`.
+
+    Rule names are unique across all plugins; `FRAUD_RULES` / `FRAUD_DISABLE_RULES`
+    pick among them. The built-in rules are registered through this hook too.
+    """
+    return []
+
+
+@hookspec
+def on_fraud_alert(alert: FraudAlert) -> Any:
+    """Called once per NEW alert at or above `FRAUD_ALERT_MIN_SEVERITY`, after commit.
+
+    `alert` is a detached `FraudAlert` row (id, rule, account_id, transaction_id,
+    severity, score, status, evidence, created_at, resolved_at). An exception here
+    is logged and counted in the task result; it does not undo the alert.
+    """

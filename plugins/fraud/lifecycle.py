@@ -1,0 +1,75 @@
+"""The alert lifecycle: open → investigating → resolved | false_positive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from core import BanktasksError, session_scope
+from core.db import utcnow
+from plugins.fraud.models import AlertStatus, FraudAlert
+
+TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
+    AlertStatus.open: frozenset(
+        {AlertStatus.investigating, AlertStatus.resolved, AlertStatus.false_positive}
+    ),
+    AlertStatus.investigating: frozenset({AlertStatus.resolved, AlertStatus.false_positive}),
+    AlertStatus.resolved: frozenset(),
+    AlertStatus.false_positive: frozenset(),
+}
+"""Allowed moves; resolved and false_positive are final."""
+
+CLOSED = (AlertStatus.resolved, AlertStatus.false_positive)
+"""Statuses that end an alert's life (resolved_at is set)."""
+
+
+class AlertNotFoundError(BanktasksError, LookupError):
+    """No fraud alert has that id."""
+
+
+class AlertTransitionError(BanktasksError, ValueError):
+    """The alert's current status does not allow the requested one."""
+
+
+def _change(session: Session, alert_id: int, target: AlertStatus) -> FraudAlert:
+    sources = [s.value for s, targets in TRANSITIONS.items() if target in targets]
+    values: dict[str, object] = {"status": target.value}
+    if target in CLOSED:
+        values["resolved_at"] = utcnow()
+    # A conditional UPDATE: two operators racing cannot both move the same alert.
+    result: Any = session.execute(
+        update(FraudAlert)
+        .where(FraudAlert.id == alert_id, FraudAlert.status.in_(sources))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = result.rowcount
+    alert = session.get(FraudAlert, alert_id, populate_existing=True)
+    if alert is None:
+        raise AlertNotFoundError(f"fraud alert #{alert_id} does not exist")
+    if not changed:
+        allowed = ", ".join(sorted(TRANSITIONS[AlertStatus(alert.status)])) or "nothing (final)"
+        raise AlertTransitionError(
+            f"fraud alert #{alert_id} is {alert.status}; it cannot become {target.value} "
+            f"(from {alert.status} it can become: {allowed})"
+        )
+    return alert
+
+
+def change_status(alert_id: int, target: AlertStatus | str) -> FraudAlert:
+    """Move an alert to `target` if its lifecycle allows it; return the updated row."""
+    with session_scope() as session:
+        return _change(session, alert_id, AlertStatus(target))
+
+
+def investigate_alert(alert_id: int) -> FraudAlert:
+    """open → investigating."""
+    return change_status(alert_id, AlertStatus.investigating)
+
+
+def resolve_alert(alert_id: int, false_positive: bool = False) -> FraudAlert:
+    """open|investigating → resolved (or false_positive); sets resolved_at."""
+    target = AlertStatus.false_positive if false_positive else AlertStatus.resolved
+    return change_status(alert_id, target)
