@@ -230,6 +230,7 @@ def create_app(
     plugin_settings = _plugin_settings(plugin_set, settings)
 
     app = BanktasksCelery("banktasks", set_as_current=True)
+    app.set_default()  # threads other than the creator's (e.g. health check threads) see it too
     if settings.redis_url:
         broker_url = settings.redis_url
     else:

@@ -207,17 +207,39 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"BANKTASKS_CONFIG={file}: not valid TOML ({exc})") from None
 
 
-def _one_line(exc: ValidationError, prefix: str = "") -> str:
-    """Turn a pydantic ValidationError about settings into one readable line per error."""
+def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
+    """Turn a pydantic ValidationError about settings into one readable line per error.
+
+    The variable named is the one an operator sets: the field's alias when it has
+    one (e.g. `EMAIL_BACKEND`), else `<prefix><FIELD>`.
+    """
+    fields = getattr(model, "model_fields", {}) if model is not None else {}
     lines = []
     for err in exc.errors():
         loc = "_".join(str(p) for p in err["loc"]) if err["loc"] else ""
         name = f"{prefix}{loc}".upper() if loc else prefix.rstrip("_").upper() or "settings"
+        first = str(err["loc"][0]) if err["loc"] else ""
+        field = fields.get(first)
+        aliases = {a for f in fields.values() if (a := _env_alias(f))}
+        if first in aliases:  # pydantic reports an aliased field by the alias it read
+            name = first.upper()
+        elif field is not None and (alias := _env_alias(field)):
+            name = alias.upper()
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f"={value!r}"
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}{shown}: {msg}")
     return "; ".join(lines)
+
+
+def _env_alias(field: FieldInfo) -> str | None:
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias
+    choices = getattr(alias, "choices", None)
+    if choices and isinstance(choices[0], str):
+        return str(choices[0])
+    return None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -267,7 +289,7 @@ def load_plugin_settings(
     try:
         return built()
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, prefix=f"{name}_")) from None
+        raise ConfigError(_one_line(exc, prefix=f"{name}_", model=model)) from None
 
 
 def _plugin_sources(

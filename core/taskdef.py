@@ -73,7 +73,7 @@ class TaskDef:
         self.name: str | None = None  # "<plugin>.<function>", set when bound
 
     def _build_args_model(self) -> type[BaseModel]:
-        hints = typing.get_type_hints(self.fn)
+        hints = typing.get_type_hints(self.fn, include_extras=True)
         fields: dict[str, Any] = {}
         for param in self.signature.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
