@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format typecheck bench clean
+.PHONY: demo test test-fast lint format typecheck bench readme clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy core
+
+readme:
+	$(PYTHON) scripts/sync_readme.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -48,3 +48,12 @@ def test_readme_plugin_example(make_app, tmp_path, monkeypatch):
         "round_amounts": 3,
     }
     sys.modules.pop("acme_rules", None)
+
+
+def test_readme_holds_the_current_plugin_readmes():
+    sys.path.insert(0, str(README.parent / "scripts"))
+    try:
+        from sync_readme import synced
+    finally:
+        sys.path.pop(0)
+    assert README.read_text() == synced(README.read_text()), "run `make readme`"
