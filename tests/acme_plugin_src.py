@@ -11,7 +11,16 @@ from pathlib import Path
 
 from celery import current_task
 
-from core import PluginSettings, RetryPolicy, Schedule, SubmitLimit, hookimpl, hookspec, task
+from core import (
+    PluginSettings,
+    RetryPolicy,
+    Schedule,
+    SubmitLimit,
+    get_logger,
+    hookimpl,
+    hookspec,
+    task,
+)
 
 
 class AcmeSettings(PluginSettings):
@@ -47,6 +56,7 @@ def flaky(key: str, fail_times: int = 0, error: str = "connection") -> dict:
 @task(queue="acme-fast")
 def add(x: int, y: int = 1) -> dict:
     """Add two integers."""
+    get_logger(__name__).info("adding", x=x, y=y, owner="ann@example.com", password="hunter2")
     return {"sum": x + y}
 
 

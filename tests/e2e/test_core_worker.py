@@ -132,3 +132,23 @@ def test_unreachable_worker_times_out_not_loses(acme):
         result.get(timeout=1)
     acme.start_worker(queues=["acme-fast"])
     assert result.get(timeout=30) == {"sum": 2}
+
+
+def test_log_lines_inside_a_task_carry_its_context_and_are_redacted(acme):
+    acme.set(LOG_FORMAT="json")
+    app = acme.app()
+    worker = acme.start_worker(queues=["acme-fast"])
+    result = app.tasks["acme_rules.add"].delay(x=2, y=3)
+    assert result.get(timeout=30) == {"sum": 5}
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    adding = [line for line in lines if line.get("event") == "adding"]
+    assert len(adding) == 1, worker.log()[-3000:]
+    line = adding[0]
+    assert line["task_id"] == result.id
+    assert line["task_name"] == "acme_rules.add"
+    assert line["plugin"] == "acme_rules"
+    assert line["retries"] == 0
+    assert line["owner"] == "a***@example.com" and line["password"] == "[REDACTED]"
+    assert "hunter2" not in worker.log() and "ann@example.com" not in worker.log()
+    # Celery's own lines go through the same JSON pipeline.
+    assert any(str(line.get("logger", "")).startswith("celery") for line in lines)
