@@ -7,7 +7,7 @@ blocks one (pluggy's `set_blocked`). A blocked plugin is never imported.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -16,9 +16,11 @@ import pluggy
 
 from core import hookspecs
 from core.errors import ConfigError
+from core.logging import get_logger
 from core.markers import PROJECT
 
 ENTRY_POINT_GROUP = "banktasks"
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class PluginInfo:
     version: str | None
     module: str | None = None
     hooks: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """What one plugin's implementation of a hook returned, or the error it raised."""
+
+    plugin: str
+    result: Any = None
+    error: Exception | None = None
 
 
 @dataclass
@@ -61,6 +72,69 @@ class PluginSet:
             if result is not None:
                 results.append((impl.plugin_name, result))
         return results
+
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        caller = getattr(self.pm.hook, hook_name, None)
+        if caller is None:
+            return []
+        return [i for i in caller.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[HookOutcome]:
+        """Call every implementation of a hook on its own, in pluggy's call order.
+
+        An implementation that raises does not stop the others: its error is
+        logged and returned in its HookOutcome. Use it for listeners (`on_*`)
+        and contributions (`register_report_sections`) whose failure must stay local.
+        """
+        outcomes = []
+        for impl in reversed(self._impls(hook_name)):
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                log.error("hook_failed", hook=hook_name, hook_plugin=impl.plugin_name,
+                          error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                outcomes.append(HookOutcome(impl.plugin_name, error=exc))
+            else:
+                outcomes.append(HookOutcome(impl.plugin_name, result))
+        return outcomes
+
+    def collect_named(
+        self,
+        hook_name: str,
+        what: str,
+        methods: tuple[str, ...] = (),
+        check: Callable[[str, Any], None] | None = None,
+    ) -> dict[str, Any]:
+        """Objects returned by a `register_*` hook, by their `name`, in registration order.
+
+        Each object needs a non-empty str `name` and the callable `methods`;
+        `check(plugin, obj)` may add rules of the owning plugin. A broken object
+        or a name registered twice is a ConfigError naming the plugin(s).
+        """
+        found: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for impl in self._impls(hook_name):
+            plugin = impl.plugin_name
+            for obj in impl.function() or ():
+                name = getattr(obj, "name", None)
+                missing = [m for m in methods if not callable(getattr(obj, m, None))]
+                if not isinstance(name, str) or not name or missing:
+                    needs = ", ".join(["a `name`", *(f"{m}()" for m in methods)])
+                    raise ConfigError(
+                        f"plugin {plugin!r}: {hook_name}() returned {obj!r:.80}; "
+                        f"a {what} needs {needs}"
+                    )
+                if check is not None:
+                    check(plugin, obj)
+                if name in found:
+                    raise ConfigError(
+                        f"{what} {name!r} is registered twice (by plugins {owners[name]!r} and "
+                        f"{plugin!r}); disable one of them or rename it"
+                    )
+                found[name] = obj
+                owners[name] = plugin
+        return found
 
 
 def new_plugin_manager() -> pluggy.PluginManager:

@@ -168,3 +168,39 @@ def test_core_tasks_resolves_lazily_and_names_disabled_plugins(make_app, acme_si
     make_app()
     with pytest.raises(ImportError, match="belongs to plugin 'acme_rules', which is disabled"):
         from core.tasks import flaky  # noqa: F401
+
+
+class _Thing:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self) -> None:
+        return None
+
+
+def test_collect_named_keeps_registration_order_and_refuses_duplicates():
+    first = fake_plugin("first", register_things=lambda: [_Thing("a"), _Thing("b")])
+    second = fake_plugin("second", register_things=lambda: [_Thing("c")])
+    plugin_set = build_plugin_set(plugins=[first, second])
+    assert list(plugin_set.collect_named("register_things", "thing", ("run",))) == ["a", "b", "c"]
+
+    clash = fake_plugin("clash", register_things=lambda: [_Thing("a")])
+    plugin_set = build_plugin_set(plugins=[first, clash])
+    with pytest.raises(ConfigError, match="thing 'a' is registered twice .*'first' and 'clash'"):
+        plugin_set.collect_named("register_things", "thing", ("run",))
+
+    broken = fake_plugin("broken", register_things=lambda: [object()])
+    with pytest.raises(ConfigError, match=r"plugin 'broken'.*a thing needs a `name`, run\(\)"):
+        build_plugin_set(plugins=[broken]).collect_named("register_things", "thing", ("run",))
+
+
+def test_call_each_isolates_a_failing_implementation():
+    def boom(x):
+        raise RuntimeError("listener down")
+
+    good = fake_plugin("good", on_thing=lambda x: x * 2)
+    bad = fake_plugin("bad", on_thing=boom)
+    outcomes = build_plugin_set(plugins=[good, bad]).call_each("on_thing", x=21)
+    by_plugin = {o.plugin: o for o in outcomes}
+    assert by_plugin["good"].result == 42 and by_plugin["good"].error is None
+    assert isinstance(by_plugin["bad"].error, RuntimeError)

@@ -42,36 +42,31 @@ RETRY = RetryPolicy(
 )
 
 
+def _check_format(plugin: str, fmt: Any) -> None:
+    """Export's own rules for a format: a plain lower-case name and a plain extension."""
+    if not FORMAT_NAME.match(fmt.name):
+        raise ConfigError(
+            f"plugin {plugin!r}: export format {fmt.name!r} needs a name of lower-case "
+            "letters, digits, '_' and '-' (e.g. 'csv')"
+        )
+    extension = getattr(fmt, "extension", None)
+    if not isinstance(extension, str) or not EXTENSION.match(extension):
+        raise ConfigError(
+            f"plugin {plugin!r}: export format {fmt.name!r} has extension {extension!r}; "
+            "expected letters and digits without a dot in front (e.g. 'csv')"
+        )
+
+
 def available_formats() -> dict[str, ExportFormat]:
-    """Formats registered through `register_export_formats()`, by name.
+    """Formats registered through `register_export_formats()`, by name (sorted).
 
     A format with a bad name or extension, or a name registered twice, is a
     ConfigError naming the plugin that registered it.
     """
-    found: dict[str, tuple[str, ExportFormat]] = {}
-    for plugin, formats in current().plugins.calls("register_export_formats"):
-        for fmt in formats:
-            name = getattr(fmt, "name", None)
-            if not isinstance(name, str) or not FORMAT_NAME.match(name):
-                raise ConfigError(
-                    f"plugin {plugin!r}: export format {name!r} needs a name of lower-case "
-                    "letters, digits, '_' and '-' (e.g. 'csv')"
-                )
-            extension = getattr(fmt, "extension", None)
-            if not isinstance(extension, str) or not EXTENSION.match(extension):
-                raise ConfigError(
-                    f"plugin {plugin!r}: export format {name!r} has extension {extension!r}; "
-                    "expected letters and digits without a dot in front (e.g. 'csv')"
-                )
-            if not callable(getattr(fmt, "write", None)):
-                raise ConfigError(f"plugin {plugin!r}: export format {name!r} has no write()")
-            if name in found:
-                raise ConfigError(
-                    f"export format {name!r} is registered twice (by plugins "
-                    f"{found[name][0]!r} and {plugin!r}); disable one of them"
-                )
-            found[name] = (plugin, fmt)
-    return {name: fmt for name, (_plugin, fmt) in sorted(found.items())}
+    formats = current().plugins.collect_named(
+        "register_export_formats", "export format", methods=("write",), check=_check_format
+    )
+    return dict(sorted(formats.items()))
 
 
 def choose_format(export_format: str) -> ExportFormat:

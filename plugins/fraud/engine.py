@@ -132,24 +132,25 @@ def _scanned(session: Session, window: Window) -> int:
 
 def _emit(alerts: list[FraudAlert], min_severity: str) -> tuple[int, int]:
     """Call on_fraud_alert for each alert at or above `min_severity`; (notified, failed)."""
-    hook = current().hook
+    plugins = current().plugins
     threshold = severity_rank(min_severity)
     notified = failed = 0
     for alert in alerts:
         if severity_rank(alert.severity) < threshold:
             continue
-        try:
-            hook.on_fraud_alert(alert=alert)
-            notified += 1
-        except Exception as exc:  # one failing listener must not hide the others' alerts
+        # Each listener on its own: one that fails must not keep the alert from the others.
+        outcomes = plugins.call_each("on_fraud_alert", alert=alert)
+        if any(outcome.error is not None for outcome in outcomes):
             failed += 1
-            log.error("fraud_alert_hook_failed", alert_id=alert.id, error=repr(exc))
+            log.error("fraud_alert_hook_failed", alert_id=alert.id)
+        else:
+            notified += 1
     return notified, failed
 
 
 def active_rules(settings: FraudSettings) -> list[Rule]:
     """The registered rules after FRAUD_RULES / FRAUD_DISABLE_RULES (ConfigError if unknown)."""
-    return select_rules(collect_rules(current().hook), settings)
+    return select_rules(collect_rules(current().plugins), settings)
 
 
 @dataclass

@@ -66,7 +66,7 @@ def configure_app(app: Any, settings: Any) -> None:
     """Check FRAUD_RULES / FRAUD_DISABLE_RULES against the registered rules at start-up."""
     from plugins.fraud.rules import collect_rules, select_rules
 
-    select_rules(collect_rules(app.runtime.hook), app.runtime.settings_for("fraud"))
+    select_rules(collect_rules(app.runtime.plugins), app.runtime.settings_for("fraud"))
 
 
 @hookimpl

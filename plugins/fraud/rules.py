@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core import ConfigError
 from core.db import to_micros
+from core.plugins import PluginSet
 from plugins.fraud.models import SEVERITIES
 
 if TYPE_CHECKING:
@@ -85,26 +86,21 @@ class Rule(Protocol):
         ...
 
 
-def collect_rules(hook: Any) -> dict[str, Rule]:
+def _check_severity(plugin: str, rule: Any) -> None:
+    severity = getattr(rule, "severity", None)
+    if severity not in SEVERITIES:
+        raise ConfigError(
+            f"plugin {plugin!r}: fraud rule {rule.name!r}: severity {severity!r} is not one of "
+            f"{', '.join(SEVERITIES)}"
+        )
+
+
+def collect_rules(plugins: PluginSet) -> dict[str, Rule]:
     """Every rule registered through `register_fraud_rules`, by name (checked)."""
-    found: dict[str, Rule] = {}
-    for batch in hook.register_fraud_rules():
-        for rule in batch or ():
-            name = getattr(rule, "name", None)
-            if not isinstance(name, str) or not name or not callable(getattr(rule, "find", None)):
-                raise ConfigError(
-                    f"register_fraud_rules returned {rule!r}: a rule needs a non-empty `name` "
-                    "and a `find(ctx)` method"
-                )
-            if getattr(rule, "severity", None) not in SEVERITIES:
-                raise ConfigError(
-                    f"fraud rule {name!r}: severity {getattr(rule, 'severity', None)!r} is not "
-                    f"one of {', '.join(SEVERITIES)}"
-                )
-            if name in found:
-                raise ConfigError(f"fraud rule {name!r} is registered twice; rule names are unique")
-            found[name] = rule
-    return found
+    rules: dict[str, Rule] = plugins.collect_named(
+        "register_fraud_rules", "fraud rule", methods=("find",), check=_check_severity
+    )
+    return rules
 
 
 def select_rules(rules: dict[str, Rule], settings: FraudSettings) -> list[Rule]:

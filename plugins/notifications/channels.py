@@ -202,25 +202,10 @@ def builtin_channels() -> list[Channel]:
 def registered_channels(runtime: Any = None) -> dict[str, Channel]:
     """Every channel the enabled plugins register, by name (a name registered twice is an error)."""
     runtime = runtime or current()
-    found: dict[str, Channel] = {}
-    owner: dict[str, str] = {}
-    for plugin, result in runtime.plugins.calls("register_notification_channels"):
-        for channel in result or ():
-            name = getattr(channel, "name", None)
-            sends = callable(getattr(channel, "send", None))
-            if not isinstance(name, str) or not name or not sends:
-                raise ConfigError(
-                    f"plugin {plugin!r}: register_notification_channels() returned {channel!r}; "
-                    "a channel needs a `name` (str) and a `send(message)` method"
-                )
-            if name in found:
-                raise ConfigError(
-                    f"notification channel {name!r} is registered twice "
-                    f"(by {owner[name]!r} and {plugin!r}); disable one of the plugins"
-                )
-            found[name] = channel
-            owner[name] = plugin
-    return found
+    channels: dict[str, Channel] = runtime.plugins.collect_named(
+        "register_notification_channels", "notification channel", methods=("send",)
+    )
+    return channels
 
 
 def get_channel(name: str | None = None, runtime: Any = None) -> Channel:

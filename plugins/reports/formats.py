@@ -15,6 +15,7 @@ from typing import Any
 
 from core import hookimpl
 from core.errors import ConfigError
+from core.plugins import PluginSet
 from plugins.reports.report import DailyReport, ReportFormat, cell, flatten
 from plugins.reports.settings import FORMAT_NAME
 
@@ -142,39 +143,28 @@ def register_report_formats() -> list[ReportFormat]:
     return [JsonFormat(), CsvFormat(), HtmlFormat()]
 
 
-def collect_formats(hook: Any) -> dict[str, ReportFormat]:
+def _check_format(plugin: str, fmt: Any) -> None:
+    """Reports' own rules: the ReportFormat shape, a plain lower-case name and extension."""
+    if not isinstance(fmt, ReportFormat):
+        raise ConfigError(
+            f"plugin {plugin!r}: register_report_formats() returned {fmt!r:.80}; "
+            "a format needs name, extension, media_type and render(report) -> bytes"
+        )
+    if not FORMAT_NAME.match(fmt.name):
+        raise ConfigError(
+            f"plugin {plugin!r}: report format name {fmt.name!r} is not valid; use "
+            "lowercase letters, digits, '_' or '-'"
+        )
+    if not isinstance(fmt.extension, str) or not EXTENSION.match(fmt.extension):
+        raise ConfigError(
+            f"plugin {plugin!r}: report format {fmt.name!r} has extension "
+            f"{fmt.extension!r}; use letters and digits without a leading dot"
+        )
+
+
+def collect_formats(plugins: PluginSet) -> dict[str, ReportFormat]:
     """Every registered format by name, in registration order; ConfigError if one is broken."""
-    found: dict[str, ReportFormat] = {}
-    owner: dict[str, str] = {}
-    caller = getattr(hook, "register_report_formats", None)
-    if caller is None:
-        return found
-    for impl in caller.get_hookimpls():  # registration order: built-ins first
-        if impl.hookwrapper or getattr(impl, "wrapper", False):
-            continue
-        plugin = impl.plugin_name
-        for fmt in impl.function() or ():
-            if not isinstance(fmt, ReportFormat):
-                raise ConfigError(
-                    f"plugin {plugin!r}: register_report_formats() returned {fmt!r:.80}; "
-                    "a format needs name, extension, media_type and render(report) -> bytes"
-                )
-            name = fmt.name
-            if not isinstance(name, str) or not FORMAT_NAME.match(name):
-                raise ConfigError(
-                    f"plugin {plugin!r}: report format name {name!r} is not valid; use "
-                    "lowercase letters, digits, '_' or '-'"
-                )
-            if not isinstance(fmt.extension, str) or not EXTENSION.match(fmt.extension):
-                raise ConfigError(
-                    f"plugin {plugin!r}: report format {name!r} has extension "
-                    f"{fmt.extension!r}; use letters and digits without a leading dot"
-                )
-            if name in found:
-                raise ConfigError(
-                    f"report format {name!r} is registered twice (by plugins {owner[name]!r} "
-                    f"and {plugin!r}); disable one or rename its format"
-                )
-            found[name] = fmt
-            owner[name] = plugin
-    return found
+    formats: dict[str, ReportFormat] = plugins.collect_named(
+        "register_report_formats", "report format", methods=("render",), check=_check_format
+    )
+    return formats

@@ -40,7 +40,7 @@ def configure_app(app: Any, settings: Any) -> None:
     """Stop start-up when REPORTS_FORMATS names a format no enabled plugin registers."""
     runtime = app.runtime
     ours: ReportsSettings = runtime.settings_for(PLUGIN)
-    choose_formats(None, ours.formats, collect_formats(runtime.hook))
+    choose_formats(None, ours.formats, collect_formats(runtime.plugins))
 
 
 @hookimpl

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core import get_logger
 from core.models import Account, Transaction, TransactionKind, TransactionStatus, User
+from core.plugins import PluginSet
 from plugins.reports.report import ensure_json_safe
 
 log = get_logger(__name__)
@@ -155,7 +156,7 @@ def _pairs(result: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def plugin_sections(
-    hook: Any, report_date: date, taken: set[str]
+    plugins: PluginSet, report_date: date, taken: set[str]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Call every `register_report_sections` implementation, each on its own.
 
@@ -166,16 +167,12 @@ def plugin_sections(
     """
     sections: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    caller = getattr(hook, "register_report_sections", None)
-    if caller is None:
-        return sections, errors
-    for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
-        if impl.hookwrapper or getattr(impl, "wrapper", False):
-            continue
-        plugin = impl.plugin_name
-        args = {"report_date": report_date}
+    for outcome in plugins.call_each("register_report_sections", report_date=report_date):
+        plugin = outcome.plugin
         try:
-            pairs = _pairs(impl.function(*[args[name] for name in impl.argnames]))
+            if outcome.error is not None:
+                raise outcome.error
+            pairs = _pairs(outcome.result)
         except Exception as exc:
             message = short_error(exc)
             log.error(
@@ -183,7 +180,6 @@ def plugin_sections(
                 plugin=plugin,
                 report_date=report_date.isoformat(),
                 error=message,
-                exc_info=True,
             )
             errors[plugin] = message
             if plugin not in taken and plugin not in sections:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from core import RetryPolicy, TaskArgumentError, current, get_logger, task
 from core.db import utcnow
 from core.errors import BanktasksError, ConfigError
+from core.plugins import PluginSet
 from plugins.reports.formats import collect_formats
 from plugins.reports.report import DailyReport, ReportFormat
 from plugins.reports.sections import builtin_sections, plugin_sections, short_error
@@ -92,33 +93,19 @@ def render_all(
     return rendered, errors
 
 
-def emit_generated(hook: Any, report: DailyReport) -> tuple[bool, dict[str, str]]:
+def emit_generated(plugins: PluginSet, report: DailyReport) -> tuple[bool, dict[str, str]]:
     """Call each `on_report_generated` implementation once; True if any returned truthy.
 
     A listener that raises is logged and reported; the report itself stands.
+    Listeners get a copy, so the stored report is not theirs to change.
     """
-    caller = getattr(hook, "on_report_generated", None)
     emailed = False
     errors: dict[str, str] = {}
-    if caller is None:
-        return emailed, errors
-    for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
-        if impl.hookwrapper or getattr(impl, "wrapper", False):
-            continue
-        args = {"report": report.model_copy(deep=True)}
-        try:
-            result = impl.function(*[args[name] for name in impl.argnames])
-        except Exception as exc:
-            errors[impl.plugin_name] = short_error(exc)
-            log.error(
-                "report_listener_failed",
-                plugin=impl.plugin_name,
-                report_date=report.report_date.isoformat(),
-                error=errors[impl.plugin_name],
-                exc_info=True,
-            )
-            continue
-        emailed = emailed or bool(result)
+    for outcome in plugins.call_each("on_report_generated", report=report.model_copy(deep=True)):
+        if outcome.error is not None:
+            errors[outcome.plugin] = short_error(outcome.error)
+        else:
+            emailed = emailed or bool(outcome.result)
     return emailed, errors
 
 
@@ -144,11 +131,11 @@ def generate_daily_reports(
             f"{today.isoformat()} UTC); report a day that has started, or leave it out for "
             "yesterday"
         )
-    chosen = choose_formats(formats, settings.formats, collect_formats(runtime.hook))
+    chosen = choose_formats(formats, settings.formats, collect_formats(runtime.plugins))
 
     with runtime.db.session() as session:
         sections = builtin_sections(session, day)
-    extra, section_errors = plugin_sections(runtime.hook, day, set(sections))
+    extra, section_errors = plugin_sections(runtime.plugins, day, set(sections))
     sections.update(extra)
     report = DailyReport(report_date=day, generated_at=utcnow(), sections=sections)
 
@@ -165,7 +152,7 @@ def generate_daily_reports(
         upsert_report(session, report)
     remove_stale(day, old_files, report.files)
 
-    emailed, listener_errors = emit_generated(runtime.hook, report)
+    emailed, listener_errors = emit_generated(runtime.plugins, report)
     totals = report.totals
     log.info(
         "report_generated",
