@@ -186,7 +186,7 @@ def test_collect_named_keeps_registration_order_and_refuses_duplicates():
 
     clash = fake_plugin("clash", register_things=lambda: [_Thing("a")])
     plugin_set = build_plugin_set(plugins=[first, clash])
-    with pytest.raises(ConfigError, match="thing 'a' is registered twice .*'first' and 'clash'"):
+    with pytest.raises(ConfigError, match=r"thing 'a' is registered twice .*'first' and 'clash'"):
         plugin_set.collect_named("register_things", "thing", ("run",))
 
     broken = fake_plugin("broken", register_things=lambda: [object()])
