@@ -73,7 +73,6 @@ class PluginSet:
                 results.append((impl.plugin_name, result))
         return results
 
-
     def _impls(self, hook_name: str) -> list[Any]:
         caller = getattr(self.pm.hook, hook_name, None)
         if caller is None:
@@ -92,8 +91,13 @@ class PluginSet:
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                log.error("hook_failed", hook=hook_name, hook_plugin=impl.plugin_name,
-                          error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                log.error(
+                    "hook_failed",
+                    hook=hook_name,
+                    hook_plugin=impl.plugin_name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=True,
+                )
                 outcomes.append(HookOutcome(impl.plugin_name, error=exc))
             else:
                 outcomes.append(HookOutcome(impl.plugin_name, result))
