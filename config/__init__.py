@@ -11,7 +11,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name in {"app", "celery"}:
-        from core.app import get_app
+        from core.app import get_app_for_celery
 
-        return get_app()
+        return get_app_for_celery()
     raise AttributeError(f"module 'config' has no attribute {name!r}")

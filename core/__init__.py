@@ -40,9 +40,9 @@ def create_app(*args: Any, **kwargs: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     if name in {"app", "celery"}:
-        from core.app import get_app
+        from core.app import get_app_for_celery
 
-        return get_app()
+        return get_app_for_celery()
     raise AttributeError(f"module 'core' has no attribute {name!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ from celery import Celery, Task, signals
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
-from core.broker import EmbeddedValkey
+from core.broker import EmbeddedValkey, closed_transport_is_a_connection_error
 from core.db import Database
 from core.deadletter import record_failure
 from core.errors import ConfigError, TaskArgumentError
@@ -27,6 +28,8 @@ from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
 from core.settings import PluginSettings, Settings, load_plugin_settings, load_settings
 from core.taskdef import TaskDef
+
+closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
@@ -44,7 +47,10 @@ class BanktasksTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Validate the arguments from the type hints, then send (nothing is sent if bad)."""
         message_kwargs = self.spec.message_kwargs(args, kwargs)
-        _check_countdown(self, options)
+        if options.get("retries"):  # Task.retry(): keep the wait below the visibility timeout
+            _cap_retry_delay(self, options)
+        else:
+            _check_countdown(self, options)
         limit = self.spec.submit_limit
         if limit is not None and not options.get("retries"):  # a retry is not a new submission
             app = self.app
@@ -63,16 +69,41 @@ class BanktasksTask(Task):
             return super().__call__(*args, **kwargs)
 
 
+def _delay_seconds(options: dict[str, Any]) -> float | None:
+    """How long from now the message asks to wait (`countdown`, else `eta`), if at all."""
+    if options.get("countdown") is not None:
+        return float(options["countdown"])
+    eta = options.get("eta")
+    if eta is None:
+        return None
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if eta.tzinfo is None:  # Celery reads a naive eta in the app's timezone: UTC
+        eta = eta.replace(tzinfo=UTC)
+    return float((eta - datetime.now(UTC)).total_seconds())
+
+
 def _check_countdown(task: Task, options: dict[str, Any]) -> None:
-    """Refuse a countdown longer than the broker's visibility timeout (it would run twice)."""
-    countdown = options.get("countdown")
+    """Refuse a countdown/eta beyond the broker's visibility timeout (it would run twice)."""
+    delay = _delay_seconds(options)
     limit = task.app.conf.broker_transport_options.get("visibility_timeout")
-    if countdown is not None and limit and float(countdown) >= limit:
+    if delay is not None and limit and delay >= limit:
+        given = "countdown" if options.get("countdown") is not None else "eta"
         raise TaskArgumentError(
-            f"{task.name}: countdown={countdown}s is not below the broker visibility timeout "
-            f"({limit}s); a longer delay would be redelivered and run twice. Use a shorter "
-            "countdown or schedule it with beat."
+            f"{task.name}: {given}={options[given]} ({delay:.0f}s from now) is not below the "
+            f"broker visibility timeout ({limit}s); a longer delay would be redelivered and run "
+            "twice. Use a shorter delay or schedule it with beat."
         )
+
+
+def _cap_retry_delay(task: Task, options: dict[str, Any]) -> None:
+    """A retry waits at most half the visibility timeout (only bites when it is set low)."""
+    limit = task.app.conf.broker_transport_options.get("visibility_timeout")
+    delay = _delay_seconds(options)
+    if not limit or delay is None or delay <= limit // 2:
+        return
+    options["eta"] = None
+    options["countdown"] = max(1, limit // 2)
 
 
 def _runner(spec: TaskDef) -> Any:
@@ -152,6 +183,9 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 "route_queue": spec.queue or plugin,
                 "acks_late": spec.acks_late,
                 "reject_on_worker_lost": spec.acks_late,
+                # Bound before app.conf.update() below, so task_track_started would not
+                # reach the task: set here, so a running task shows STARTED (Flower, tests).
+                "track_started": True,
                 **spec.retry.celery_options(),
                 **spec.options,
             }
@@ -209,10 +243,31 @@ def _beat_schedule(
     return schedule
 
 
-def _visibility_timeout(specs: dict[str, TaskDef]) -> int:
+def _visibility_timeout(specs: dict[str, TaskDef], configured: int | None = None) -> int:
+    """BROKER_VISIBILITY_TIMEOUT, else one that exceeds every retry wait and time limit."""
     longest = max((s.retry.longest_wait for s in specs.values()), default=0)
     limits = max((int(s.options.get("time_limit") or 0) for s in specs.values()), default=0)
+    if configured is not None:
+        if configured <= limits:
+            raise ConfigError(
+                f"BROKER_VISIBILITY_TIMEOUT={configured}: must be longer than the longest task "
+                f"time limit ({limits}s), or a running task is redelivered and runs twice"
+            )
+        return configured
     return max(MIN_VISIBILITY_TIMEOUT, 2 * longest + limits + 60)
+
+
+def _transport_options(visibility_timeout: int) -> dict[str, Any]:
+    """Redis transport options: the visibility timeout, and how often workers look for
+    messages whose worker died (unacked for longer than it): about a tenth of it, at
+    most every 100 s (kombu's default), so a short timeout also recovers quickly."""
+    sweep = min(100, max(1, visibility_timeout // 10))
+    interval = min(10, sweep)
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": max(1, sweep // interval),
+    }
 
 
 def create_app(
@@ -264,8 +319,14 @@ def create_app(
         task_queues=[Queue(q) for q in queues],
         task_routes={name: {"queue": queue} for name, queue in routes.items()},
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": _visibility_timeout(specs)},
+        broker_transport_options=_transport_options(
+            _visibility_timeout(specs, settings.broker_visibility_timeout)
+        ),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        # A result stored while the broker restarts is retried (backoff up to 10 s, about
+        # 3 minutes in all) instead of turning a task that did its work into a failure.
+        result_backend_always_retry=True,
+        result_backend_max_retries=30,
         beat_schedule=_beat_schedule(plugin_set, plugin_settings),
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
         # RedBeat keeps the schedule in Redis behind a lock: a second beat started by
@@ -337,6 +398,16 @@ def get_app() -> BanktasksCelery:
 
                     secure_flower(_default_app.runtime.settings.flower_basic_auth)
     return _default_app
+
+
+def get_app_for_celery() -> BanktasksCelery:
+    """`get_app()` for `celery -A core|config …`: a wrong setting is one line on stderr and
+    exit status 2 (as with `banktasks`), not Celery's "Unable to load" traceback."""
+    try:
+        return get_app()
+    except ConfigError as exc:
+        print(f"banktasks: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def reset_default_app() -> None:

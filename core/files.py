@@ -17,7 +17,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 def safe_filename(name: str) -> str:
     """Return `name` if it is a plain file name (no path, no leading dot), else raise."""
-    if not SAFE_NAME.match(name) or ".." in name:
+    if not SAFE_NAME.fullmatch(name) or ".." in name:  # fullmatch: `$` lets a final "\n" in
         raise ValueError(f"unsafe file name {name!r}: use letters, digits, '.', '_' and '-'")
     return name
 
@@ -58,7 +58,7 @@ def atomic_writer(directory: Path | str, name: str, mode: int = 0o600) -> Iterat
     block, the writer's `result` attribute holds a WrittenFile.
     """
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder we make is private too
     final = folder / safe_filename(name)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:

@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from core.errors import ConfigError
+from core.logging import SECRET_KEY, URL_PASSWORD
 
 
 def split_commas(value: Any) -> Any:
@@ -99,6 +100,12 @@ class Settings(_LayeredSettings):
     flower_port: int = Field(5555, ge=1, le=65535)
     flower_basic_auth: str = "admin:admin"
     result_expires_seconds: int = Field(86400, gt=0)
+    broker_visibility_timeout: int | None = Field(
+        None,
+        ge=10,
+        description="seconds before the broker redelivers an unacknowledged message "
+        "(Redis transport); unset: computed from the retry policies, at least 3600",
+    )
 
     _plugin_tables: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -226,9 +233,10 @@ def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
         elif field is not None and (alias := _env_alias(field)):
             name = alias.upper()
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f"={value!r}"
+        secret = SECRET_KEY.search(name) is not None  # e.g. SMTP_PASSWORD: never echoed
+        shown = "" if isinstance(value, dict) or secret else f"={value!r}"
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{name}{shown}: {msg}")
+        lines.append(URL_PASSWORD.sub(r"\1***@", f"{name}{shown}: {msg}"))  # URL passwords
     return "; ".join(lines)
 
 

@@ -99,8 +99,8 @@ class TaskDef:
         """Check arguments against the type hints; raise TaskArgumentError if they don't fit."""
         try:
             bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TaskArgumentError(f"{self.display_name}: {exc}") from None
+        except TypeError as exc:  # (cut: an argument's name may be a megabyte long)
+            raise TaskArgumentError(f"{self.display_name}: {exc!s:.300}") from None
         try:
             model = self.args_model.model_validate(dict(bound.arguments))
         except ValidationError as exc:

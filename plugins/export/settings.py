@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core import PluginSettings
 
@@ -19,3 +19,10 @@ class ExportSettings(PluginSettings):
     submit_limit_per_minute: int = Field(
         10, ge=0, description="Exports one user may request per minute, across all callers; 0: off"
     )
+
+    @field_validator("dir")
+    @classmethod
+    def _not_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory; give a directory path")
+        return value

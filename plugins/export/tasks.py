@@ -8,9 +8,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Annotated, Any, BinaryIO, cast
 
 import sqlalchemy.exc as sa_exc
+from pydantic import Field
 from sqlalchemy import select, update
 
 from core import RetryPolicy, SubmitLimit, TaskArgumentError, current, get_logger, task
@@ -26,6 +27,8 @@ log = get_logger(__name__)
 
 FORMAT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 EXTENSION = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")
+UserId = Annotated[int, Field(gt=0, lt=2**63)]
+"""A user id: positive, and small enough for the database's 64-bit integer columns."""
 
 RETRY = RetryPolicy(
     max_retries=5,
@@ -44,13 +47,13 @@ RETRY = RetryPolicy(
 
 def _check_format(plugin: str, fmt: Any) -> None:
     """Export's own rules for a format: a plain lower-case name and a plain extension."""
-    if not FORMAT_NAME.match(fmt.name):
+    if not FORMAT_NAME.fullmatch(fmt.name):
         raise ConfigError(
             f"plugin {plugin!r}: export format {fmt.name!r} needs a name of lower-case "
             "letters, digits, '_' and '-' (e.g. 'csv')"
         )
     extension = getattr(fmt, "extension", None)
-    if not isinstance(extension, str) or not EXTENSION.match(extension):
+    if not isinstance(extension, str) or not EXTENSION.fullmatch(extension):
         raise ConfigError(
             f"plugin {plugin!r}: export format {fmt.name!r} has extension {extension!r}; "
             "expected letters and digits without a dot in front (e.g. 'csv')"
@@ -73,14 +76,14 @@ def choose_format(export_format: str) -> ExportFormat:
     """The registered format called `export_format`, or a TaskArgumentError listing them."""
     formats = available_formats()
     listing = ", ".join(formats) or "(none)"
-    if not FORMAT_NAME.match(export_format):
+    if not FORMAT_NAME.fullmatch(export_format):
         raise TaskArgumentError(
-            f"export_format={export_format!r} is not a format name (letters, digits, "
+            f"export_format={export_format!r:.80} is not a format name (letters, digits, "
             f"'_' and '-' only; no paths); available formats: {listing}"
         )
     if export_format not in formats:
         raise TaskArgumentError(
-            f"unknown export_format {export_format!r}; available formats: {listing}"
+            f"unknown export_format {export_format!r:.80}; available formats: {listing}"
         )
     return formats[export_format]
 
@@ -102,7 +105,8 @@ def day_bounds(start_date: date, end_date: date) -> tuple[int, int]:
 def _check_range(
     user_id: int, start_date: date, end_date: date, export_format: str = "csv"
 ) -> None:
-    """Refuse, before anything is sent, a range that ends before it starts or is too long."""
+    """Refuse, before anything is sent, a range that ends before it starts or is too long,
+    or a format that is not registered (so a path-like name never reaches the broker)."""
     if end_date < start_date:
         raise TaskArgumentError(
             f"end_date {end_date.isoformat()} is before start_date {start_date.isoformat()}; "
@@ -115,6 +119,12 @@ def _check_range(
             f"{start_date.isoformat()}..{end_date.isoformat()} covers {days} days, more than "
             f"EXPORT_MAX_DAYS={max_days}; split the export into shorter ranges"
         )
+    if end_date >= date.max:  # the range ends at the next midnight, which must exist
+        raise TaskArgumentError(
+            f"end_date {end_date.isoformat()} is out of range; the last day is "
+            f"{(date.max - timedelta(days=1)).isoformat()}"
+        )
+    choose_format(export_format)
 
 
 def _idempotency_key() -> str:
@@ -166,7 +176,7 @@ def _example() -> dict[str, Any]:
     submit_limit=SubmitLimit("user_id", per_minute=10),
 )
 def export_transaction_data(
-    user_id: int, start_date: date, end_date: date, export_format: str = "csv"
+    user_id: UserId, start_date: date, end_date: date, export_format: str = "csv"
 ) -> dict[str, Any]:
     """Export a user's transactions from `start_date` to `end_date` (whole UTC days) to a file.
 

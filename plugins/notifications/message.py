@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from core.db import utcnow
-from plugins.notifications.validation import bare_address
+from plugins.notifications.validation import LINE_BREAKS, bare_address
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
 _RESERVED = {
@@ -88,6 +88,9 @@ class Message:
             msg["Message-ID"] = self.message_id
         for name, value in self.headers.items():
             msg[name] = value
+        for name, header in msg.items():  # what `email` decoded (RFC 2047) and will write
+            if any(c in str(header) for c in LINE_BREAKS):
+                raise ValueError(f"Message header {name} decodes to a line break; refused")
         msg.set_content(self.text)
         if self.html is not None:
             msg.add_alternative(self.html, subtype="html")

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from core import RetryPolicy, current, get_logger
+from core import RetryPolicy, TaskArgumentError, current, get_logger
 from core.models import User
 from plugins.notifications import outbox
 from plugins.notifications.channels import PLUGIN, get_channel
@@ -55,6 +55,14 @@ def running_task(task_name: str | None) -> Any:
     return task
 
 
+def refuse_unknown_user(user_id: int) -> None:
+    """An id that names no user is a bad argument: TaskArgumentError (never retried), and
+    the outbox is not touched."""
+    with current().db.session() as session:
+        if session.get(User, user_id) is None:
+            raise TaskArgumentError(f"user_id={user_id}: no such user; nothing was sent")
+
+
 def user_address(user_id: int) -> str:
     """The address of an active user, or PermanentFailure saying why there is none."""
     with current().db.session() as session:
@@ -90,6 +98,8 @@ def deliver(
     settings: NotificationsSettings = runtime.settings_for(PLUGIN)
     db = runtime.db
     task = running_task(task_name)
+    if user_id is not None:
+        refuse_unknown_user(user_id)
     key = idempotency_key or outbox.derive_key(
         task_name or kind,
         task.request.id if task is not None else None,

@@ -9,6 +9,7 @@ set). Plugin-own knobs use the prefix: `NOTIFICATIONS_OUTBOX_DIR`, `NOTIFICATION
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from plugins.notifications.validation import check_address
 PREFIX = "NOTIFICATIONS_"
 MAX_BACKOFF = 1800  # stays well below the broker visibility timeout (3600 s)
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def _env(name: str, **kwargs: Any) -> Any:
@@ -78,6 +81,21 @@ class NotificationsSettings(PluginSettings):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        host = value.strip()
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        if len(host) > 253 or not HOSTNAME.fullmatch(host):
+            raise ValueError(
+                "expected a host name or IP address such as smtp.example.com (no scheme, "
+                "port or path: the port is SMTP_PORT)"
+            )
+        return host
 
     @field_validator("admin_email", "default_from_email")
     @classmethod

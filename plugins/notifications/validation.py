@@ -8,6 +8,7 @@ Each check raises ValueError with a message that says what was wrong.
 
 from __future__ import annotations
 
+import email.policy
 import re
 from email.utils import parseaddr
 from typing import Any
@@ -20,7 +21,8 @@ MAX_BODY_BYTES = 1024 * 1024  # 1 MiB of UTF-8 per body part
 MAX_KEY = 200
 MAX_ADDRESS = 254
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every C0 control but TAB, and DEL
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # C0 but TAB, DEL, breaks
+LINE_BREAKS = "\r\n\x85\u2028\u2029"  # what str.splitlines() (and so `email`) breaks on
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 ADDRESS = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})*$")
@@ -32,21 +34,39 @@ def check_subject(value: str) -> str:
         raise ValueError("the subject is empty; give a short one-line subject")
     if len(value) > MAX_SUBJECT:
         raise ValueError(f"the subject has {len(value)} characters; at most {MAX_SUBJECT} allowed")
-    if "\r" in value or "\n" in value:
+    if any(c in value for c in LINE_BREAKS):
         raise ValueError(
             "the subject contains a line break (CR/LF), which would inject mail headers; "
             "give a single line"
         )
     if _CONTROL.search(value):
         raise ValueError("the subject contains control characters; give plain text")
+    _check_unicode("subject", value)
+    decoded = str(email.policy.SMTP.header_factory("subject", value))
+    if any(c in decoded for c in LINE_BREAKS) or _CONTROL.search(decoded):
+        # `email` decodes RFC 2047 words (=?utf-8?q?Hi=0D=0ABcc:…?=) and, before Python
+        # 3.11.10 / 3.12.5 (CVE-2024-6923), writes what they hide as raw header lines.
+        raise ValueError(
+            "the subject decodes (RFC 2047 encoded words) to a line break or control "
+            "characters, which would inject mail headers; give plain text"
+        )
     return value
+
+
+def _check_unicode(what: str, value: str) -> None:
+    """Refuse lone surrogates: they pass JSON but no e-mail can be encoded from them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"the {what} is not valid Unicode text (a lone surrogate)") from None
 
 
 def check_body(value: str) -> str:
     """A message body: not blank, at most 1 MiB once encoded as UTF-8."""
     if not value.strip():
         raise ValueError("the message body is empty")
-    size = len(value.encode("utf-8", errors="surrogatepass"))
+    _check_unicode("message body", value)
+    size = len(value.encode("utf-8"))
     if size > MAX_BODY_BYTES:
         raise ValueError(f"the message body is {size} bytes; at most {MAX_BODY_BYTES} allowed")
     return value
@@ -113,4 +133,4 @@ class UserId(int):
     def __get_pydantic_core_schema__(
         cls, _source: Any, _handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.int_schema(gt=0)
+        return core_schema.int_schema(gt=0, lt=2**63)  # fits the database's 64-bit ids

@@ -56,7 +56,7 @@ def choose_formats(
         )
     unknown = [n for n in names if n not in available]
     if unknown:
-        what = ", ".join(repr(n) for n in unknown)
+        what = ", ".join(f"{n!r:.40}" for n in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         if requested is not None:
             raise TaskArgumentError(
                 f"{TASK}: unknown report format(s) {what}; available formats: {listing}"
@@ -109,7 +109,21 @@ def emit_generated(plugins: PluginSet, report: DailyReport) -> tuple[bool, dict[
     return emailed, errors
 
 
-@task(queue=PLUGIN, retry=RETRY, example={})
+def check_request(report_date: date | None = None, formats: list[str] | None = None) -> None:
+    """Refuse in the caller of `.delay()` (and again in the worker) a day in the future and
+    formats that are not registered, so such a request never reaches the broker."""
+    today = utcnow().date()
+    if report_date is not None and report_date > today:
+        raise TaskArgumentError(
+            f"{TASK}: report_date={report_date.isoformat()} is in the future (today is "
+            f"{today.isoformat()} UTC); report a day that has started, or leave it out for "
+            "yesterday"
+        )
+    if formats is not None:
+        choose_formats(formats, None, collect_formats(current().plugins))
+
+
+@task(queue=PLUGIN, retry=RETRY, example={}, check=check_request)
 def generate_daily_reports(
     report_date: date | None = None, formats: list[str] | None = None
 ) -> dict[str, Any]:
@@ -123,14 +137,7 @@ def generate_daily_reports(
     started = time.perf_counter()
     runtime = current()
     settings: ReportsSettings = runtime.settings_for(PLUGIN)
-    today = utcnow().date()
-    day = report_date or default_report_date()
-    if day > today:
-        raise TaskArgumentError(
-            f"{TASK}: report_date={day.isoformat()} is in the future (today is "
-            f"{today.isoformat()} UTC); report a day that has started, or leave it out for "
-            "yesterday"
-        )
+    day = report_date or default_report_date()  # check_request refused a future day
     chosen = choose_formats(formats, settings.formats, collect_formats(runtime.plugins))
 
     with runtime.db.session() as session:

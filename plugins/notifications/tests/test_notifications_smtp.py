@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from notifications_helpers import outbox_rows
 
+from core import TaskArgumentError
 from core.testing import SMTPRecorder
 from plugins.notifications import (
     PermanentFailure,
@@ -149,12 +150,11 @@ def test_recovers_on_a_retry_and_sends_once(notif_app: Any, smtp_server: SMTPRec
 @pytest.mark.parametrize(
     ("user_id", "reason"),
     [
-        (999, "user 999 does not exist"),
         (2, "user 2 is inactive"),
         (3, "user 3 has no e-mail address"),
     ],
 )
-def test_unknown_inactive_or_addressless_user_fails_at_once(
+def test_inactive_or_addressless_user_fails_at_once(
     notif_app: Any, smtp_server: SMTPRecorder, user_id: int, reason: str
 ) -> None:
     app = notif_app(**smtp_env(smtp_server.port))
@@ -167,6 +167,20 @@ def test_unknown_inactive_or_addressless_user_fails_at_once(
     (row,) = outbox_rows(app)
     assert (row.user_id, row.status, row.attempts) == (user_id, "failed", 1)
     assert row.error == f"PermanentFailure: {reason}; nothing was sent"
+    assert smtp_server.attempts == 0
+
+
+def test_unknown_user_is_a_bad_argument_without_an_outbox_row(
+    notif_app: Any, smtp_server: SMTPRecorder
+) -> None:
+    app = notif_app(**smtp_env(smtp_server.port))
+    result = app.tasks[TASK].apply(
+        kwargs={"user_id": 999, "subject": "Hi", "message": "Body"}, task_id="u999"
+    )
+    assert result.failed()
+    assert isinstance(result.result, TaskArgumentError)
+    assert "user_id=999: no such user; nothing was sent" in str(result.result)
+    assert outbox_rows(app) == []
     assert smtp_server.attempts == 0
 
 

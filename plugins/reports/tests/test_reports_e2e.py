@@ -11,6 +11,7 @@ import pytest
 from reports_testkit import stored_rows
 from sqlalchemy import func, select
 
+from core import TaskArgumentError
 from core.db import utcnow
 from core.models import Transaction
 from core.seed import seed
@@ -49,8 +50,14 @@ def test_seed_call_through_a_real_worker(e2e: Any) -> None:
     report = json.loads(Path(summary["files"]["json"]).read_text())
     assert report["sections"]["transactions"]["count"] == expected_count
 
-    # A semantic argument error comes back as a failure, once, and writes nothing.
-    failing = generate_daily_reports.delay(report_date=(utcnow() + timedelta(days=2)).date())
+    # A day in the future is refused by the caller (nothing is queued) and, when a message
+    # bypasses the caller, by the worker: a failure, once, that writes nothing.
+    future = (utcnow() + timedelta(days=2)).date()
+    with pytest.raises(TaskArgumentError, match="is in the future"):
+        generate_daily_reports.delay(report_date=future)
+    failing = app.send_task(
+        "reports.generate_daily_reports", kwargs={"report_date": future.isoformat()}
+    )
     with pytest.raises(Exception, match="is in the future") as raised:
         failing.get(timeout=60)
     assert type(raised.value).__name__ == "TaskArgumentError"

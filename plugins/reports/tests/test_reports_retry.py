@@ -92,7 +92,7 @@ def test_argument_errors_are_never_retried(
     result = reports_app.tasks[TASK].apply(kwargs=kwargs)
     assert result.failed()
     assert isinstance(result.result, TaskArgumentError)
-    assert len(attempts) == 1
+    assert len(attempts) <= 1  # refused by the argument check (0) or the first try (1), once
     assert not reports_dir(reports_app).exists()
     assert stored_rows(reports_app) == []
 
