@@ -1,0 +1,5 @@
+"""`python -m bench [--quick] [--only NAME,...] [--reps N] [--no-postgres]`."""
+
+from bench.runner import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Bare Celery: the same no-op as `bench.noop_plugin`, written as a plain `@app.task`.
+
+`celery -A bench.bare_app worker` with BENCH_BROKER_URL (and BENCH_BARE_CONF=mirror|minimal).
+
+`mirror` copies every setting of `core.app.create_app` that changes per-task work
+(JSON only, acks_late + reject_on_worker_lost, prefetch 1, track_started,
+result_extended, task events, visibility timeout), so the comparison measures the
+framework, not a configuration choice; `bench.celery_bench` checks at run time
+that these values still equal the banktasks app's. `minimal` keeps only JSON,
+acks_late and prefetch 1 (what the cost of banktasks' chosen settings is shows
+as the difference). Celery's own logging stays on (`worker_hijack_root_logger`
+default), as a bare Celery user would have it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+MINIMAL: dict[str, Any] = {
+    "accept_content": ["json"],
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "result_accept_content": ["json"],
+    "timezone": "UTC",
+    "enable_utc": True,
+    "task_acks_late": True,
+    "worker_prefetch_multiplier": 1,
+}
+
+MIRROR: dict[str, Any] = {
+    **MINIMAL,
+    "result_expires": 86400,
+    "result_extended": True,
+    "task_reject_on_worker_lost": True,
+    "task_track_started": True,
+    "worker_send_task_events": True,
+    "task_send_sent_event": True,
+    "broker_connection_retry_on_startup": True,
+    "broker_transport_options": {"visibility_timeout": 3600},
+    "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+}
+
+CONFS = {"mirror": MIRROR, "minimal": MINIMAL}
+TASK_NAME = "bench_bare.noop"
+
+
+def conf_for(spec: str) -> dict[str, Any]:
+    """`mirror`, `minimal`, or `minimal+task_track_started+…` (adds those MIRROR keys)."""
+    base, *added = spec.split("+")
+    conf = dict(CONFS[base])
+    for key in added:
+        conf[key] = MIRROR[key]
+    return conf
+
+
+def make_app(url: str, conf: str = "mirror", set_as_current: bool = True) -> Celery:
+    """A plain Celery app on `url` with one task, `bench_bare.noop(i)`."""
+    app = Celery("bench_bare", broker=url, backend=url, set_as_current=set_as_current)
+    app.conf.update(conf_for(conf))
+
+    @app.task(name=TASK_NAME, shared=False)
+    def noop(i: int) -> None:
+        return None
+
+    return app
+
+
+app = (
+    make_app(os.environ["BENCH_BROKER_URL"], os.environ.get("BENCH_BARE_CONF", "mirror"))
+    if os.environ.get("BENCH_BROKER_URL")
+    else None
+)

@@ -1,0 +1,808 @@
+"""Fraud analysis, the daily report and the CSV export on a million transactions,
+on SQLite and PostgreSQL side by side, each against hand-written baselines.
+
+Plugin tasks are called in-process (`plugins.fraud.analyze_fraud_patterns(...)`,
+validated like a worker would), except the export, which runs in a fresh process
+per repetition so that its peak RSS is its own. The chunked fraud analysis goes
+through real workers (`celery -A core worker`, one and two processes).
+"""
+
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bench.celery_bench import banktasks_env, start_controlled, with_db
+from bench.data import DAYS, NOW, Dataset, pg_dataset, sqlite_dataset
+from bench.util import (
+    Results,
+    Sample,
+    fmt_num,
+    fmt_ratio,
+    fmt_sample,
+    fmt_seconds,
+    log,
+    ratio,
+    run_timed,
+)
+
+SECTION = "Database: fraud, reports, export (SQLite file | PostgreSQL)"
+REPORT_DAY = (NOW - timedelta(days=17)).date()  # a full day in the middle of the data
+SCALE_DAYS = (3, 9, 30)  # windows of ~100k, ~300k and 1M rows of the million
+LOOP_SUBSET = 20_000
+CHUNKS = 4
+MB = 1_000_000
+
+
+def _k(rows: int) -> str:
+    """100,000 → "100k", 1,000,000 → "1M" (about)."""
+    if rows >= 950_000:
+        return f"{rows / 1e6:.3g}M"
+    return f"{rows / 1000:.0f}k"
+
+
+def _label(backend: str) -> str:
+    return "SQLite" if backend == "sqlite" else "PostgreSQL"
+
+
+def _col(backend: str) -> str:
+    return "value" if backend == "sqlite" else "postgresql"
+
+
+def _micros(moment: datetime) -> int:
+    from core.db import to_micros
+
+    return to_micros(moment)
+
+
+def _make_app(url: str, redis_url: str, var: Path, plugins: list[Any] | None) -> Any:
+    from core.app import create_app
+    from core.settings import load_settings
+
+    var.mkdir(parents=True, exist_ok=True)
+    app = create_app(
+        load_settings(
+            database_url=url,
+            redis_url=redis_url,
+            banktasks_var_dir=str(var),
+            banktasks_config=str(var / "none.toml"),
+            log_level="WARNING",
+        ),
+        plugins=plugins,
+    )
+    app.runtime.db.create_all()
+    return app
+
+
+def _exec(app: Any, sql: str, **params: Any) -> list[Any]:
+    from sqlalchemy import text
+
+    with app.runtime.db.engine.connect() as conn:
+        return list(conn.execute(text(sql), params))
+
+
+def _clear_alerts(app: Any) -> None:
+    from sqlalchemy import text
+
+    with app.runtime.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM fraud_alerts"))
+
+
+# --------------------------------------------------------------------------- fraud
+
+
+def seed_style_loop(session: Any, since: datetime, until: datetime, limit: int) -> int:
+    """Baseline (a): the seed's approach, one ORM count query per transaction.
+
+    As the original Django task did: for each transaction of the window, flag
+    amounts above $10,000 and count the account's transactions in the hour
+    before it (`Transaction.objects.filter(account=…, created_at__gte=…).count()`).
+    """
+    from sqlalchemy import func, select
+
+    from core.models import Transaction
+
+    large = Decimal("10000")
+    flagged = 0
+    transactions = session.scalars(
+        select(Transaction)
+        .where(Transaction.created_at >= since, Transaction.created_at < until)
+        .order_by(Transaction.id)
+        .limit(limit)
+    ).all()
+    for tx in transactions:
+        if tx.amount > large:
+            flagged += 1
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Transaction)
+            .where(
+                Transaction.account_id == tx.account_id,
+                Transaction.created_at >= tx.created_at - timedelta(hours=1),
+                Transaction.created_at <= tx.created_at,
+            )
+        )
+        if recent > 10:
+            flagged += 1
+    return len(transactions)
+
+
+def run_fraud(
+    results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: int, quick: bool
+) -> None:
+    import plugins.fraud
+
+    backend = ds.backend
+    col = _col(backend)
+    app = _make_app(ds.url, redis_url, tmp / f"var-fraud-{backend}", [plugins.fraud])
+    times: dict[int, list[float]] = {d: [] for d in SCALE_DAYS}
+    scanned: dict[int, int] = {}
+    alerts: dict[int, int] = {}
+    for rep in range(reps):
+        order = SCALE_DAYS if rep % 2 == 0 else SCALE_DAYS[::-1]
+        for days in order:
+            _clear_alerts(app)
+            app.set_current()
+            started = time.perf_counter()
+            out = plugins.fraud.analyze_fraud_patterns(since=NOW - timedelta(days=days), until=NOW)
+            times[days].append(time.perf_counter() - started)
+            scanned[days], alerts[days] = out["scanned"], out["alerts_created"]
+        log(
+            f"fraud {backend} rep {rep + 1}: "
+            + ", ".join(f"{d}d {times[d][-1]:.2f}s" for d in SCALE_DAYS)
+        )
+    _clear_alerts(app)
+    full = SCALE_DAYS[-1]
+    since_us, until_us = _micros(NOW - timedelta(days=full)), _micros(NOW)
+
+    # (b): one aggregate over the same rows, and (info) over the whole table
+    count_sql = (
+        "SELECT count(*), sum(amount_minor) FROM transactions "
+        "WHERE created_at >= :since AND created_at < :until"
+    )
+    _exec(app, count_sql, since=since_us, until=until_us)  # warm-up
+    agg, agg_all = [], []
+    for _ in range(reps):
+        started = time.perf_counter()
+        _exec(app, count_sql, since=since_us, until=until_us)
+        agg.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _exec(app, "SELECT count(*), sum(amount_minor) FROM transactions")
+        agg_all.append(time.perf_counter() - started)
+
+    # (a): the per-row loop on a subset, extrapolated to the window
+    subset = LOOP_SUBSET // 10 if quick else LOOP_SUBSET
+    per_row = []
+    for _ in range(reps):
+        with app.runtime.db.session() as session:
+            started = time.perf_counter()
+            done = seed_style_loop(session, NOW - timedelta(days=full), NOW, subset)
+            per_row.append((time.perf_counter() - started) / done)
+    rows = scanned[full]
+    loop = Sample([p * rows for p in per_row], "s")
+    app.runtime.db.dispose()
+
+    fraud = results.sample(
+        f"fraud.{backend}.{full}d", Sample(times[full], "s"), rows=rows, alerts=alerts[full]
+    )
+    s_agg = results.sample(f"fraud.{backend}.count_sum", Sample(agg, "s"), rows=rows)
+    s_all = results.sample(f"fraud.{backend}.count_sum_whole_table", Sample(agg_all, "s"))
+    results.sample(f"fraud.{backend}.seed_loop_extrapolated", loop, measured_rows=subset, rows=rows)
+
+    def add(key: str, figure: str, text: str, target: str = "", met: bool | None = None) -> None:
+        results.row(key, figure, col, text, target, met, section=SECTION)
+
+    add(
+        "fraud.time",
+        f"fraud analysis, {rows:,} transactions, 3 built-in rules ({alerts[full]} alerts)",
+        fmt_sample(fraud),
+    )
+    add(
+        "fraud.loop",
+        f"  (a) seed-style loop, one ORM count per row: {subset:,} rows measured, extrapolated",
+        f"{fmt_sample(loop)} ({fmt_num(per_row[len(per_row) // 2] * 1e6)} µs/row)",
+    )
+    r = ratio(loop, fraud)
+    met = r["ratio"] >= 100
+    results.compare(f"fraud.{backend}.speedup_vs_loop", r, "≥ 100×", met)
+    add("fraud.vs_loop", "  speed-up over (a)", fmt_ratio(r), "≥ 100×", met)
+    add("fraud.agg", "  (b) SELECT count(*), sum(amount) over the same rows", fmt_sample(s_agg))
+    r = ratio(fraud, s_agg)
+    met = r["ratio"] <= 20
+    results.compare(f"fraud.{backend}.vs_count_sum", r, "≤ 20×", met)
+    r_all = ratio(fraud, s_all)
+    results.compare(f"fraud.{backend}.vs_count_sum_whole_table", r_all, "", None)
+    add(
+        "fraud.vs_agg",
+        "  fraud ÷ (b) (÷ the same query without WHERE, whole table)",
+        f"{fmt_ratio(r)} ({fmt_num(r_all['ratio'])}×, {fmt_seconds(s_all.median)})",
+        "≤ 20×",
+        met,
+    )
+    parts = []
+    per = {}
+    for days in SCALE_DAYS:
+        s = results.sample(f"fraud.{backend}.{days}d", Sample(times[days], "s"), rows=scanned[days])
+        per[days] = s.median / scanned[days]
+        parts.append(f"{_k(scanned[days])}: {per[days] * 1e6:.2f}")
+    growth = per[SCALE_DAYS[-1]] / per[SCALE_DAYS[0]]
+    met = growth <= 1.5
+    results.compare(f"fraud.{backend}.per_row_growth", {"ratio": growth}, "≤ 1.5", met)
+    add(
+        "fraud.scaling",
+        f"fraud scaling, µs per row (windows of 3, 9, 30 days); {_k(scanned[SCALE_DAYS[-1]])} ÷ "
+        f"{_k(scanned[SCALE_DAYS[0]])} per row",
+        f"{'; '.join(parts)}; {growth:.2f}×",
+        "near-linear (≤ 1.5×)",
+        met,
+    )
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def run_reports(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: int) -> None:
+    backend = ds.backend
+    col = _col(backend)
+    app = _make_app(ds.url, redis_url, tmp / f"var-reports-{backend}", None)  # all five plugins
+    import plugins.reports
+
+    start = datetime.combine(REPORT_DAY, datetime.min.time(), tzinfo=NOW.tzinfo)
+    a, b = _micros(start), _micros(start + timedelta(days=1))
+    hand_sql = (
+        "SELECT kind, count(*), sum(amount_minor) FROM transactions "
+        "WHERE created_at >= :a AND created_at < :b GROUP BY kind"
+    )
+    app.set_current()
+    out = plugins.reports.generate_daily_reports(report_date=REPORT_DAY)  # warm-up
+    _exec(app, hand_sql, a=a, b=b)
+    report, hand = [], []
+    for rep in range(reps):
+        steps = ["report", "hand"] if rep % 2 == 0 else ["hand", "report"]
+        for step in steps:
+            started = time.perf_counter()
+            if step == "report":
+                app.set_current()
+                out = plugins.reports.generate_daily_reports(report_date=REPORT_DAY)
+                report.append(time.perf_counter() - started)
+            else:
+                _exec(app, hand_sql, a=a, b=b)
+                hand.append(time.perf_counter() - started)
+    app.runtime.db.dispose()
+    count = out["totals"]["transactions"]
+    s_rep = results.sample(
+        f"reports.{backend}",
+        Sample(report, "s"),
+        rows=count,
+        formats=sorted(out["files"]),
+        sections=out["sections"],
+    )
+    s_hand = results.sample(f"reports.{backend}.hand_group_by", Sample(hand, "s"), rows=count)
+    r = ratio(s_rep, s_hand)
+    met = r["ratio"] <= 10
+    results.compare(f"reports.{backend}.vs_hand", r, "≤ 10×", met)
+    formats = ", ".join(sorted(out["files"]))
+    sections = ", ".join(out["sections"])
+    results.row(
+        "reports.time",
+        f"daily report of {REPORT_DAY} ({count:,} transactions; sections: {sections}; "
+        f"formats: {formats})",
+        col,
+        fmt_sample(s_rep),
+        section=SECTION,
+    )
+    results.row(
+        "reports.hand",
+        "  hand-written SELECT kind, count(*), sum(amount) … GROUP BY kind",
+        col,
+        fmt_sample(s_hand),
+        section=SECTION,
+    )
+    results.row(
+        "reports.ratio",
+        "  report ÷ hand-written query",
+        col,
+        fmt_ratio(r),
+        "≤ 10×",
+        met,
+        section=SECTION,
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_sql(start_us: int, end_us: int) -> str:
+    """The export's rows, raw, as a CLI user would write them (same join, filter and order)."""
+    return (
+        "SELECT t.id, t.created_at, a.number, t.kind, t.status, t.amount_minor, t.currency, "
+        "t.counterparty, t.description FROM transactions t JOIN accounts a ON t.account_id = a.id "
+        f"WHERE a.user_id = 1 AND t.created_at >= {int(start_us)} AND t.created_at < {int(end_us)} "
+        "ORDER BY t.created_at, t.id"
+    )
+
+
+def _python_csv(ds: Dataset, sql: str, out: Path) -> int:
+    """Reference: a bare csv.writer over a raw DB-API cursor (no formatting, no neutralising)."""
+    rows = 0
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        if ds.backend == "sqlite":
+            import sqlite3
+
+            assert ds.path is not None
+            conn = sqlite3.connect(ds.path)
+            cursor = conn.execute(sql)
+        else:
+            import psycopg
+
+            conn = psycopg.connect(ds.url.replace("postgresql+psycopg://", "postgresql://"))
+            cursor = conn.cursor(name="bench_export")
+            cursor.itersize = 5000
+            cursor.execute(sql)
+        writer.writerow([d[0] for d in cursor.description])
+        while batch := cursor.fetchmany(5000):
+            writer.writerows(batch)
+            rows += len(batch)
+        conn.close()
+    return rows
+
+
+def _cli_export(ds: Dataset, server: Any, sql: str, out: Path) -> tuple[float, int]:
+    if ds.backend == "sqlite":
+        assert ds.path is not None
+        cmd = ["sqlite3", "-csv", "-header", str(ds.path), sql]
+    else:
+        psql = server.psql()
+        if psql is None:
+            raise RuntimeError("psql not found")
+        cmd = [
+            psql,
+            "-X",
+            "-q",
+            server.libpq_url(ds.database),
+            "-c",
+            f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)",
+        ]
+    seconds, rss, _ = run_timed(cmd, stdout_path=out)
+    return seconds, rss
+
+
+def run_export(
+    results: Results, ds: Dataset, server: Any, redis_url: str, tmp: Path, reps: int
+) -> None:
+    from sqlalchemy import text
+
+    backend = ds.backend
+    col = _col(backend)
+    first_day = (NOW - timedelta(days=DAYS)).date()
+    sizes = {d: (first_day, first_day + timedelta(days=d - 1)) for d in SCALE_DAYS}
+    var = tmp / f"var-export-{backend}"
+    var.mkdir(parents=True, exist_ok=True)
+    out = tmp / f"baseline-{backend}.csv"
+    full = SCALE_DAYS[-1]
+    start_us = _micros(datetime.combine(first_day, datetime.min.time(), tzinfo=NOW.tzinfo))
+    end_us = _micros(NOW)
+    sql = export_sql(start_us, end_us)
+    cli_missing = None
+    if backend == "sqlite" and not _which("sqlite3"):
+        cli_missing = "sqlite3 command-line tool not installed (apt-get install -y sqlite3)"
+    elif backend == "postgresql" and server.psql() is None:
+        cli_missing = "psql not installed (apt-get install -y postgresql-client)"
+
+    runs: dict[int, list[dict[str, Any]]] = {d: [] for d in SCALE_DAYS}
+    cli: list[float] = []
+    cli_rss: list[int] = []
+    py: list[float] = []
+    if cli_missing is None:
+        _cli_export(ds, server, sql, out)  # warm-up: page cache
+    else:
+        _python_csv(ds, sql, out)  # warm-up: page cache
+    for rep in range(reps):
+        order = list(SCALE_DAYS) if rep % 2 == 0 else list(SCALE_DAYS[::-1])
+        for days in order:
+            spec = {
+                "database_url": ds.url,
+                "redis_url": redis_url,
+                "var_dir": str(var),
+                "user_id": 1,
+                "start_date": sizes[days][0].isoformat(),
+                "end_date": sizes[days][1].isoformat(),
+            }
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.child", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"export child failed: {proc.stderr[-1500:]}")
+            runs[days].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if cli_missing is None:
+            seconds, rss = _cli_export(ds, server, sql, out)
+            cli.append(seconds)
+            cli_rss.append(rss)
+        started = time.perf_counter()
+        _python_csv(ds, sql, out)
+        py.append(time.perf_counter() - started)
+        log(
+            f"export {backend} rep {rep + 1}: "
+            + ", ".join(f"{d}d {runs[d][-1]['seconds']:.2f}s" for d in SCALE_DAYS)
+            + (f"; cli {cli[-1]:.2f}s" if cli else "")
+            + f"; python csv {py[-1]:.2f}s"
+        )
+    out.unlink(missing_ok=True)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(ds.url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM export_exports"))
+    engine.dispose()
+
+    rows = runs[full][0]["rows"]
+    plugin = results.sample(
+        f"export.{backend}.{full}d",
+        Sample([r["seconds"] for r in runs[full]], "s"),
+        rows=rows,
+        bytes=runs[full][0]["bytes"],
+    )
+    s_py = results.sample(f"export.{backend}.python_csv", Sample(py, "s"), rows=rows)
+
+    def add(key: str, figure: str, text_: str, target: str = "", met: bool | None = None) -> None:
+        results.row(key, figure, col, text_, target, met, section=SECTION)
+
+    tool = "sqlite3 -csv" if backend == "sqlite" else "psql COPY … TO STDOUT CSV"
+    add(
+        "export.time",
+        f"CSV export, {rows:,} rows (formula-injection neutralising on), task call",
+        f"{fmt_sample(plugin)} ({plugin.median / rows * 1e6:.2f} µs/row)",
+    )
+    cli_figure = "  command-line export of the same rows: sqlite3 -csv | psql COPY … CSV"
+    if cli_missing is None:
+        s_cli = results.sample(f"export.{backend}.cli", Sample(cli, "s"), rows=rows, tool=tool)
+        add("export.cli", cli_figure, fmt_sample(s_cli))
+    else:
+        add("export.cli", cli_figure, cli_missing)
+        results.note(f"{_label(backend)} export baseline not measured: {cli_missing}")
+    add(
+        "export.pycsv",
+        "  (info) bare Python csv.writer over a raw cursor, no formatting",
+        fmt_sample(s_py),
+    )
+    if cli_missing is None:
+        r = ratio(s_cli, plugin)  # speed relative to the CLI = CLI time ÷ our time
+        met = r["ratio"] >= 0.4
+        results.compare(f"export.{backend}.speed_vs_cli", r, "≥ 0.4", met, tool=tool)
+        add(
+            "export.vs_cli",
+            "  export speed ÷ command-line tool's speed",
+            fmt_ratio(r),
+            "≥ 0.4",
+            met,
+        )
+    r_py = ratio(s_py, plugin)
+    results.compare(f"export.{backend}.speed_vs_python_csv", r_py, "", None)
+
+    parts, rss_parts, per, peaks = [], [], {}, {}
+    for days in SCALE_DAYS:
+        n = runs[days][0]["rows"]
+        s = results.sample(
+            f"export.{backend}.{days}d",
+            Sample([r["seconds"] for r in runs[days]], "s"),
+            rows=n,
+            peak_rss_kb=[r["peak_rss_kb"] for r in runs[days]],
+            rss_before_kb=[r["rss_before_kb"] for r in runs[days]],
+        )
+        per[days] = s.median / n
+        peaks[days] = max(r["peak_rss_kb"] for r in runs[days]) * 1024 / MB
+        before = min(r["rss_before_kb"] for r in runs[days]) * 1024 / MB
+        parts.append(f"{_k(n)}: {per[days] * 1e6:.2f}")
+        rss_parts.append(f"{_k(n)}: {peaks[days]:.0f} MB (before {before:.0f})")
+    growth = per[SCALE_DAYS[-1]] / per[SCALE_DAYS[0]]
+    met = growth <= 1.5
+    results.compare(f"export.{backend}.per_row_growth", {"ratio": growth}, "≤ 1.5", met)
+    add(
+        "export.scaling",
+        f"export scaling, µs per row (3, 9, 30 days); {_k(runs[SCALE_DAYS[-1]][0]['rows'])} ÷ "
+        f"{_k(runs[SCALE_DAYS[0]][0]['rows'])} per row",
+        f"{'; '.join(parts)}; {growth:.2f}×",
+        "near-linear (≤ 1.5×)",
+        met,
+    )
+    small, large = peaks[SCALE_DAYS[0]], peaks[SCALE_DAYS[-1]]
+    met = large < 100 and (large - small) <= 0.1 * small
+    results.compare(
+        f"export.{backend}.peak_rss",
+        {"ratio": large / small, "peak_mb": large, "small_mb": small},
+        "< 100 MB, flat",
+        met,
+    )
+    add(
+        "export.rss",
+        "export peak RSS of the process (MB = 10⁶ bytes; before = after imports and app set-up)",
+        "; ".join(rss_parts),
+        "< 100 MB and flat (≤ +10%)",
+        met,
+    )
+
+
+def _which(name: str) -> bool:
+    import shutil
+
+    return shutil.which(name) is not None
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(total, idle) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def _alerts_by_rule(outs: list[dict[str, Any]]) -> dict[str, int]:
+    by_rule: dict[str, int] = {}
+    for o in outs:
+        for rule, n in o["by_rule"].items():
+            by_rule[rule] = by_rule.get(rule, 0) + n
+    return by_rule
+
+
+def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: int) -> None:
+    """The window as a Celery group of CHUNKS disjoint time slices, on 1 and on 2 worker processes.
+
+    The fraud plugin has no chunking API, so the group is CHUNKS plain
+    `analyze_fraud_patterns(since, until)` tasks over disjoint slices. Burst rules
+    (velocity, structuring) only see rows before `until`, so a burst whose first
+    window straddles a slice boundary is missed; slices that read on to `until +
+    the longest rule window` find the same alerts as one task (run once here,
+    in-process, to show it).
+    """
+    from celery import group
+
+    import plugins.fraud
+
+    backend = ds.backend
+    col = _col(backend)
+    app = _make_app(ds.url, redis_url, tmp / f"var-chunks-{backend}", [plugins.fraud])
+    settings = app.runtime.settings_for("fraud")
+    lookahead = timedelta(
+        minutes=max(settings.velocity_window_minutes, settings.structuring_window_hours * 60)
+    )
+    env_common = {"BANKTASKS_PLUGINS": "fraud", "LOG_LEVEL": "WARNING", "DATABASE_URL": ds.url}
+    logdir = tmp / "logs"
+    logdir.mkdir(exist_ok=True)
+    since = NOW - timedelta(days=DAYS)
+    step = (NOW - since) / CHUNKS
+    slices = [(since + i * step, since + (i + 1) * step) for i in range(CHUNKS)]
+    overlapping = [(s, min(u + lookahead, NOW)) for s, u in slices]
+
+    _clear_alerts(app)
+    app.set_current()
+    with_lookahead = _alerts_by_rule(
+        [plugins.fraud.analyze_fraud_patterns(since=s, until=u) for s, u in overlapping]
+    )
+    workers = {}
+    times: dict[str, list[float]] = {"whole_c1": [], "group_c1": [], "group_c2": []}
+    machine_busy: list[float] = []
+    created: dict[str, dict[str, int]] = {}
+    with ExitStack() as stack:
+        for c in (1, 2):
+            env = banktasks_env(tmp, redis_url, f"chunks-{backend}-c{c}", **env_common)
+            worker = start_controlled(
+                app, "core", f"chunks{backend}{c}", "fraud", env, logdir, concurrency=c
+            )
+            stack.callback(worker.proc.stop)
+            workers[c] = worker
+        for worker in workers.values():  # warm-up: each pool process runs its first tasks
+            app.set_current()
+            worker.consume(True)
+            try:
+                for _ in range(2):
+                    tiny = [
+                        (NOW - timedelta(hours=i + 1), NOW - timedelta(hours=i))
+                        for i in range(CHUNKS)
+                    ]
+                    group(
+                        plugins.fraud.analyze_fraud_patterns.s(since=a, until=b) for a, b in tiny
+                    ).apply_async().get(timeout=300, interval=0.01)
+            finally:
+                worker.consume(False)
+        for rep in range(reps):
+            order = list(times) if rep % 2 == 0 else list(times)[::-1]
+            for config in order:
+                worker = workers[1 if config.endswith("c1") else 2]
+                _clear_alerts(app)
+                app.set_current()
+                worker.consume(True)
+                time.sleep(1.2)  # the worker's blocking BRPOP on its idle queue times out after 1 s
+                try:
+                    cpu0 = _machine_cpu()
+                    started = time.perf_counter()
+                    if config == "whole_c1":
+                        task = plugins.fraud.analyze_fraud_patterns.delay(since=since, until=NOW)
+                        outs = [task.get(timeout=900)]
+                    else:
+                        job = group(
+                            plugins.fraud.analyze_fraud_patterns.s(since=s, until=u)
+                            for s, u in slices
+                        )
+                        outs = job.apply_async().get(timeout=900, interval=0.01)
+                    times[config].append(time.perf_counter() - started)
+                    cpu1 = _machine_cpu()
+                    if config == "group_c2":
+                        machine_busy.append(1 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0]))
+                finally:
+                    worker.consume(False)
+                created[config] = _alerts_by_rule(outs)
+            log(
+                f"chunks {backend} rep {rep + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+            )
+    _clear_alerts(app)
+    app.runtime.db.dispose()
+    s = {
+        k: results.sample(f"chunks.{backend}.{k}", Sample(v, "s"), alerts_by_rule=created[k])
+        for k, v in times.items()
+    }
+    speedup = ratio(s["group_c1"], s["group_c2"])
+    busy = statistics.median(machine_busy)
+    results.compare(
+        f"chunks.{backend}.speedup_2_workers", speedup, "", None, machine_cpu_busy=machine_busy
+    )
+    overhead = ratio(s["group_c1"], s["whole_c1"])
+    whole = created["whole_c1"]
+    same = with_lookahead == whole
+    results.compare(
+        f"chunks.{backend}.alerts",
+        {
+            "whole": whole,
+            "disjoint_slices": created["group_c2"],
+            "slices_with_lookahead": with_lookahead,
+        },
+        "same alerts",
+        same,
+    )
+    results.row(
+        "chunks.times",
+        f"fraud, {DAYS}-day window through workers: one task on 1 process | group of {CHUNKS} "
+        "disjoint time slices on 1 | on 2 processes",
+        col,
+        f"{fmt_seconds(s['whole_c1'].median)} | {fmt_sample(s['group_c1'])} | "
+        f"{fmt_sample(s['group_c2'])}",
+        section=SECTION,
+    )
+    results.row(
+        "chunks.speedup",
+        "  speed-up with 2 processes (whole machine's CPU busy during it; group on 1 ÷ one task)",
+        col,
+        f"{fmt_ratio(speedup)} ({busy:.0%} busy; {fmt_num(overhead['ratio'])}×)",
+        section=SECTION,
+    )
+    missing = {
+        k: v - created["group_c2"].get(k, 0)
+        for k, v in whole.items()
+        if created["group_c2"].get(k, 0) != v
+    }
+    results.row(
+        "chunks.alerts",
+        "  alerts of the disjoint slices vs one task; slices reading "
+        f"{lookahead.total_seconds() / 3600:g} h "
+        "past their end",
+        col,
+        (
+            "disjoint: same"
+            if not missing
+            else "disjoint: miss " + ", ".join(f"{v} {k}" for k, v in missing.items())
+        )
+        + "; read-ahead: "
+        + ("same as one task" if same else f"DIFFER: {with_lookahead} vs {whole}"),
+        "same alerts",
+        not missing,
+        section=SECTION,
+    )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_database_sections(
+    results: Results,
+    stack: ExitStack,
+    redis_url: str,
+    tmp: Path,
+    wanted: list[str],
+    reps: int,
+    quick: bool,
+    with_pg: bool,
+    meta: dict[str, Any],
+) -> None:
+    rows = 100_000 if quick else 1_000_000
+    backends: list[tuple[str, Any]] = [("sqlite", None)]
+    if with_pg:
+        from bench.pg import PgServer, PgUnavailable
+
+        server = PgServer()
+        try:
+            server.start()
+            stack.callback(server.stop)
+            meta["postgresql"] = server.version()
+            backends.append(("postgresql", server))
+        except (PgUnavailable, OSError, subprocess.SubprocessError) as exc:
+            meta["postgresql"] = f"unavailable: {exc}"
+            results.note(f"PostgreSQL column: unavailable: {exc}")
+    else:
+        meta["postgresql"] = "skipped (--no-postgres)"
+
+    for backend, server in backends:
+        label = _label(backend)
+        base = 7 if backend == "sqlite" else 11
+        try:
+            if backend == "sqlite":
+                main = sqlite_dataset("main", rows, redis_url, tmp)
+            else:
+                main = pg_dataset(server, "main", rows, redis_url, tmp)
+        except Exception as exc:
+            results.errors[f"data {label}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        meta["dataset"] = (
+            f"{main.summary['transactions']:,} transactions over {DAYS} days (until {NOW.date()}), "
+            f"{main.summary['accounts']:,} accounts, {main.summary['users']:,} users, seed 7, "
+            "planted "
+            "fraud; the export exports the same number of rows owned by one user"
+        )
+        for name, func, args in (
+            ("fraud", run_fraud, (results, main, with_db(redis_url, base), tmp, reps, quick)),
+            ("reports", run_reports, (results, main, with_db(redis_url, base + 1), tmp, reps)),
+            ("chunks", run_chunks, (results, main, with_db(redis_url, base + 2), tmp, reps)),
+        ):
+            if name in wanted:
+                _guarded(results, f"{name} {label}", func, *args)
+        if "export" in wanted:
+            try:
+                if backend == "sqlite":
+                    exp = sqlite_dataset("export", rows, redis_url, tmp)
+                else:
+                    exp = pg_dataset(server, "export", rows, redis_url, tmp)
+            except Exception as exc:
+                results.errors[f"export data {label}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            _guarded(
+                results,
+                f"export {label}",
+                run_export,
+                results,
+                exp,
+                server,
+                with_db(redis_url, base + 3),
+                tmp,
+                reps,
+            )
+
+
+def _guarded(results: Results, name: str, func: Any, *args: Any) -> None:
+    import traceback
+
+    started = time.perf_counter()
+    log(f"{name}: start")
+    try:
+        func(*args)
+    except Exception as exc:
+        results.errors[name] = f"{type(exc).__name__}: {exc}"
+        log(f"{name} FAILED: {exc}\n{traceback.format_exc()}")
+        return
+    log(f"{name}: done in {time.perf_counter() - started:.1f}s")

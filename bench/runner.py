@@ -1,0 +1,150 @@
+"""`python -m bench`: run the sections, print one table, write results.json and the README table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.util import BENCH, DATA, Results, log, machine
+
+SECTIONS = ["celery", "ready", "broker", "fraud", "chunks", "reports", "export"]
+DB_SECTIONS = {"fraud", "chunks", "reports", "export"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="banktasks benchmarks: one table, bench/results.json, bench/README.md",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 100k transactions instead of 1M, fewer tasks (results go to bench/.data/)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma list of sections to run: {', '.join(SECTIONS)} (results go to bench/.data/)",
+    )
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per figure (>= 3)")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL column")
+    args = parser.parse_args(argv)
+    if args.reps < 3:
+        parser.error("--reps must be at least 3 (every figure is a median of >= 3 repetitions)")
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.sections = only or list(SECTIONS)
+    args.partial = bool(only) or args.quick
+    return args
+
+
+def _guard(results: Results, name: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one section; an error is recorded and shown, the other sections still run."""
+    started = time.perf_counter()
+    log(f"section {name}: start")
+    try:
+        value = func(*args, **kwargs)
+    except Exception as exc:
+        results.errors[name] = f"{type(exc).__name__}: {exc}"
+        log(f"section {name} FAILED: {exc}\n{traceback.format_exc()}")
+        return None
+    log(f"section {name}: done in {time.perf_counter() - started:.1f}s")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    from core.logging import configure_logging
+
+    configure_logging("console", "WARNING")
+    results = Results()
+    meta = machine()
+    meta["started"] = datetime.now(UTC).isoformat(timespec="seconds")
+    meta["mode"] = "quick" if args.quick else "full"
+    meta["reps"] = args.reps
+    meta["celery_reps"] = max(args.reps, 5)
+    meta["sections"] = args.sections
+    DATA.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="banktasks-bench-"))
+    log(f"scratch directory {tmp}")
+
+    from core.broker import EmbeddedValkey
+
+    with ExitStack() as stack:
+        valkey = EmbeddedValkey(tmp / "broker")
+        url = valkey.ensure_running()
+        stack.callback(valkey.stop)
+        meta["valkey"] = _valkey_version(url)
+
+        if "celery" in args.sections:
+            from bench.celery_bench import run_overhead
+
+            _guard(
+                results, "celery", run_overhead, results, url, tmp, meta["celery_reps"], args.quick
+            )
+        if "ready" in args.sections:
+            from bench.celery_bench import run_ready
+
+            _guard(results, "ready", run_ready, results, url, tmp, meta["celery_reps"])
+        if "broker" in args.sections:
+            from bench.celery_bench import run_broker_ceiling
+
+            _guard(results, "broker", run_broker_ceiling, results, url, args.reps, args.quick)
+
+        wanted_db = [s for s in args.sections if s in DB_SECTIONS]
+        if wanted_db:
+            from bench.db_bench import run_database_sections
+
+            _guard(
+                results,
+                "database",
+                run_database_sections,
+                results,
+                stack,
+                url,
+                tmp,
+                wanted_db,
+                args.reps,
+                args.quick,
+                not args.no_postgres,
+                meta,
+            )
+
+    meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    meta["elapsed_s"] = round(time.perf_counter() - started, 1)
+    meta["loadavg_end"] = list(os.getloadavg())
+
+    from bench.table import render_table, write_outputs
+
+    table = render_table(results, meta)
+    print(table)
+    write_outputs(results, meta, table, partial=args.partial)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"finished in {meta['elapsed_s']}s")
+    return 1 if results.errors else 0
+
+
+def _valkey_version(url: str) -> str:
+    import redis
+
+    try:
+        info = redis.Redis.from_url(url).info("server")
+        return str(info.get("valkey_version") or info.get("redis_version"))
+    except Exception:
+        return "unknown"
+
+
+__all__ = ["BENCH", "json", "main"]
