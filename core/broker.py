@@ -195,5 +195,5 @@ def closed_transport_is_a_connection_error() -> None:
         return original(self, asynchronous=asynchronous)
 
     _connparams._banktasks_patched = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = _connparams
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
 

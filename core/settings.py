@@ -100,6 +100,7 @@ class Settings(_LayeredSettings):
     flower_port: int = Field(5555, ge=1, le=65535)
     flower_basic_auth: str = "admin:admin"
     result_expires_seconds: int = Field(86400, gt=0)
+    banktasks_task_events: bool = False
     broker_visibility_timeout: int | None = Field(
         None,
         ge=10,
