@@ -47,16 +47,37 @@ class BanktasksTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Validate the arguments from the type hints, then send (nothing is sent if bad)."""
         message_kwargs = self.spec.message_kwargs(args, kwargs)
-        if options.get("retries"):  # Task.retry(): keep the wait below the visibility timeout
-            _cap_retry_delay(self, options)
-        else:
-            _check_countdown(self, options)
+        _check_countdown(self, options)
         limit = self.spec.submit_limit
         if limit is not None and not options.get("retries"):  # a retry is not a new submission
             app = self.app
             per_minute = effective_limit(limit, app.runtime.settings_for(self.plugin))
             check_submission(app.redis_client(), self.name, limit, per_minute, message_kwargs)
         return super().apply_async(args=(), kwargs=message_kwargs, **options)
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Any = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: Any = None,
+        max_retries: Any = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry, with the wait capped at half the broker visibility timeout.
+
+        A waiting retry is held unacknowledged by a worker; held longer than the
+        visibility timeout, it would be redelivered and run twice. With the computed
+        timeout no policy reaches the cap; it only bites when BROKER_VISIBILITY_TIMEOUT
+        is set lower (then retries come sooner, and give up sooner).
+        """
+        limit = self.app.conf.broker_transport_options.get("visibility_timeout")
+        delay = _delay_seconds({"countdown": countdown, "eta": eta})
+        if limit and delay is not None and delay > limit // 2:
+            countdown, eta = max(1, limit // 2), None
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -94,16 +115,6 @@ def _check_countdown(task: Task, options: dict[str, Any]) -> None:
             f"broker visibility timeout ({limit}s); a longer delay would be redelivered and run "
             "twice. Use a shorter delay or schedule it with beat."
         )
-
-
-def _cap_retry_delay(task: Task, options: dict[str, Any]) -> None:
-    """A retry waits at most half the visibility timeout (only bites when it is set low)."""
-    limit = task.app.conf.broker_transport_options.get("visibility_timeout")
-    delay = _delay_seconds(options)
-    if not limit or delay is None or delay <= limit // 2:
-        return
-    options["eta"] = None
-    options["countdown"] = max(1, limit // 2)
 
 
 def _runner(spec: TaskDef) -> Any:
@@ -260,13 +271,16 @@ def _visibility_timeout(specs: dict[str, TaskDef], configured: int | None = None
 def _transport_options(visibility_timeout: int) -> dict[str, Any]:
     """Redis transport options: the visibility timeout, and how often workers look for
     messages whose worker died (unacked for longer than it): about a tenth of it, at
-    most every 100 s (kombu's default), so a short timeout also recovers quickly."""
+    most every 100 s (kombu's default), so a short timeout also recovers quickly. The
+    lock around that look expires with the timeout too (kombu: 300 s), so a worker killed
+    while holding it does not hold up the others for longer than the timeout itself."""
     sweep = min(100, max(1, visibility_timeout // 10))
     interval = min(10, sweep)
     return {
         "visibility_timeout": visibility_timeout,
         "unacked_restore_interval": interval,
         "unacked_restore_throttle": max(1, sweep // interval),
+        "unacked_mutex_expire": min(300, visibility_timeout // 2),
     }
 
 
@@ -325,8 +339,8 @@ def create_app(
             _visibility_timeout(specs, settings.broker_visibility_timeout)
         ),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
-        # A result stored while the broker restarts is retried (backoff up to 10 s, about
-        # 3 minutes in all) instead of turning a task that did its work into a failure.
+        # A result stored while the broker restarts is retried (30 times, waits up to 10 s:
+        # a few minutes) instead of turning a task that did its work into a failure.
         result_backend_always_retry=True,
         result_backend_max_retries=30,
         beat_schedule=_beat_schedule(plugin_set, plugin_settings),

@@ -196,4 +196,3 @@ def closed_transport_is_a_connection_error() -> None:
 
     _connparams._banktasks_patched = True  # type: ignore[attr-defined]
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
-

@@ -53,8 +53,10 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def _compact(value: Any, width: int = 110) -> str:
-    if isinstance(value, dict) and value and all(
-        isinstance(v, dict) and "status" in v for v in value.values()
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, dict) and "status" in v for v in value.values())
     ):  # e.g. health checks: name=status for each
         value = {k: v["status"] for k, v in value.items()}
     text = json.dumps(value, default=str, separators=(", ", ": "))

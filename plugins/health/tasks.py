@@ -11,7 +11,9 @@ from plugins.health.runner import run_checks
 log = get_logger(__name__)
 
 
-@task(queue="health", acks_late=False, example={})
+# acks_late (the default): a check whose worker dies is redelivered rather than lost
+# (it would stay STARTED forever for whoever waits on it); running it twice is harmless.
+@task(queue="health", example={})
 def system_health_check() -> dict[str, Any]:
     """Run the health checks; return `status` (worst of all), `checks` and `checked_at`.
 

@@ -51,6 +51,31 @@ def configure_app(app: Any, settings: Any) -> None:
             f"EMAIL_BACKEND={backend!r}: no such notification channel; "
             f"channels there are: {', '.join(sorted(channels)) or '(none)'}"
         )
+    _check_lease_fits_retries(app, runtime.settings_for(PLUGIN))
+
+
+def _check_lease_fits_retries(app: Any, settings: Any) -> None:
+    """Refuse a broker visibility timeout too short for the outbox lease.
+
+    A copy of a task that finds its key leased (by a worker that died mid-send, say)
+    retries until the lease has expired; retries wait at most half the visibility
+    timeout (core caps them), so the retries must add up to the lease, or that e-mail
+    would give up and never be sent. Only a low BROKER_VISIBILITY_TIMEOUT can fail this.
+    """
+    import math
+
+    from plugins.notifications.sending import MAX_RETRIES, lease_for
+
+    timeout = app.conf.broker_transport_options.get("visibility_timeout")
+    lease = lease_for(settings).total_seconds()
+    if timeout and (timeout // 2) * MAX_RETRIES < lease:
+        needed = 2 * math.ceil(lease / MAX_RETRIES)
+        raise ConfigError(
+            f"BROKER_VISIBILITY_TIMEOUT={timeout} is too short for the e-mail outbox: a "
+            f"delivery holds its key for up to {lease:.0f} s (60 s + 10 x SMTP_TIMEOUT) and "
+            f"{MAX_RETRIES} retries of at most {timeout // 2} s would give up on a key held "
+            f"by a worker that died; set it to at least {needed} or lower SMTP_TIMEOUT"
+        )
 
 
 @hookimpl

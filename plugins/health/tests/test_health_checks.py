@@ -339,7 +339,7 @@ def test_health_task_schedule_queue_and_no_retry(app: Any) -> None:
     assert entry["options"] == {"expires": 1500}
     celery_task = app.tasks[TASK]
     assert app.conf.task_routes[TASK] == {"queue": "health"}
-    assert celery_task.acks_late is False
+    assert celery_task.acks_late is True and celery_task.reject_on_worker_lost is True
     assert celery_task.max_retries == 0 and not celery_task.autoretry_for
     assert app.runtime.tasks[TASK].example_kwargs() == {}
 

@@ -1,0 +1,97 @@
+"""Shared helpers of the fault-injection suite: counting effects in the database and results."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.deadletter import FailedTask
+from plugins.export.models import ExportRecord
+from plugins.fraud import FraudAlert
+from plugins.notifications.models import OutboxEntry
+
+
+def rows(app: Any, model: Any, *where: Any) -> list[Any]:
+    """Every row of `model` (detached), optionally filtered."""
+    with app.runtime.db.session() as session:
+        return list(session.scalars(select(model).where(*where)))
+
+
+def count(app: Any, model: Any, *where: Any) -> int:
+    """How many rows of `model` match."""
+    with app.runtime.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def alerts(app: Any) -> list[FraudAlert]:
+    return rows(app, FraudAlert)
+
+
+def exports(app: Any) -> list[ExportRecord]:
+    return rows(app, ExportRecord)
+
+
+def outbox(app: Any) -> list[OutboxEntry]:
+    return rows(app, OutboxEntry)
+
+
+def dead_letters(app: Any) -> list[FailedTask]:
+    return rows(app, FailedTask)
+
+
+def outbox_settled(app: Any) -> bool:
+    """True when no outbox row is waiting to be (re)sent."""
+    return count(app, OutboxEntry, OutboxEntry.status == "pending") == 0
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def duplicates(values: list[Any]) -> int:
+    """How many values occur more than once (extra copies counted)."""
+    return sum(n - 1 for n in Counter(values).values() if n > 1)
+
+
+def node_name(worker: Any) -> str:
+    """The Celery node name of a WorkerProcess (`-n name@%h`)."""
+    return f"{worker.name}@{socket.gethostname()}"
+
+
+def task_states(app: Any, ids: list[str]) -> Counter[str]:
+    """Result states of many task ids, read from the result backend in one pipeline."""
+    import json
+
+    client = app.redis_client()
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.get(f"celery-task-meta-{task_id}")
+    states: Counter[str] = Counter()
+    for raw in pipe.execute():
+        states[json.loads(raw)["status"] if raw else "PENDING"] += 1
+    return states
+
+
+def result_meta(app: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored result (status, result, worker, …) of each task id that has one."""
+    import json
+
+    client = app.redis_client()
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.get(f"celery-task-meta-{task_id}")
+    return {i: json.loads(raw) for i, raw in zip(ids, pipe.execute(), strict=True) if raw}
+
+
+RETRY_LINE = re.compile(r"Retry in (\d+(?:\.\d+)?)s")
+
+
+def retry_waits(log: str) -> list[float]:
+    """The retry countdowns a worker logged (`Task … retry: Retry in 3s: …`)."""
+    return [float(m) for m in RETRY_LINE.findall(log)]
