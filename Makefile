@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# what pip does for an installed package (not for an editable one): bytecode ahead of
+	# time, so a process does not compile the project at start-up (with PYTHONDONTWRITEBYTECODE
+	# set it would compile it at every start: ~80 ms of a worker's ready time)
+	$(BIN)/python -m compileall -q core plugins config > /dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)

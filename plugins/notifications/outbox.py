@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from core.db import Database, utcnow
+from core.db import Database, dialect_insert, utcnow
 from core.logging import redact_text
 from plugins.notifications.message import message_id_for
 from plugins.notifications.models import OutboxEntry, OutboxStatus
@@ -65,9 +64,8 @@ class Claim:
 
 
 def _insert_if_absent(dialect: str, values: dict[str, Any]) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(OutboxEntry)
+        dialect_insert(dialect)(OutboxEntry)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )

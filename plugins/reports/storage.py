@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core import get_logger
+from core.db import dialect_insert
 from core.files import write_bytes_atomic
 from plugins.reports.models import StoredReport
 from plugins.reports.report import DailyReport
@@ -52,7 +51,7 @@ def previous_files(session: Session, report_date: date) -> dict[str, str]:
 def upsert_report(session: Session, report: DailyReport) -> None:
     """Insert the day's row, or replace it (one row per day, whatever runs concurrently)."""
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = dialect_insert(dialect)
     values: dict[str, Any] = {
         "report_date": report.report_date,
         "generated_at": report.generated_at,
