@@ -94,10 +94,12 @@ def dialect_insert(dialect: str) -> Any:
     (the PostgreSQL one costs ~30 ms of start-up that a SQLite worker need not pay).
     """
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
