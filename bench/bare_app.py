@@ -3,10 +3,10 @@
 `celery -A bench.bare_app worker` with BENCH_BROKER_URL (and BENCH_BARE_CONF=mirror|minimal).
 
 `mirror` copies every setting of `core.app.create_app` that changes per-task work
-(JSON only, acks_late + reject_on_worker_lost, prefetch 1, track_started,
-result_extended, task events, visibility timeout), so the comparison measures the
-framework, not a configuration choice; `bench.celery_bench` checks at run time
-that these values still equal the banktasks app's. `minimal` keeps only JSON,
+(JSON only, acks_late + reject_on_worker_lost, prefetch 1, track_started and
+task events (both off by default), result_extended, visibility timeout), so the
+comparison measures the framework, not a configuration choice; `bench.celery_bench`
+checks at run time that these values still equal the banktasks app's. `minimal` keeps only JSON,
 acks_late and prefetch 1 (what the cost of banktasks' chosen settings is shows
 as the difference). Celery's own logging stays on (`worker_hijack_root_logger`
 default), as a bare Celery user would have it.
@@ -35,9 +35,9 @@ MIRROR: dict[str, Any] = {
     "result_expires": 86400,
     "result_extended": True,
     "task_reject_on_worker_lost": True,
-    "task_track_started": True,
-    "worker_send_task_events": True,
-    "task_send_sent_event": True,
+    "task_track_started": False,
+    "worker_send_task_events": False,
+    "task_send_sent_event": False,
     "broker_connection_retry_on_startup": True,
     "broker_transport_options": {"visibility_timeout": 3600},
     "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},

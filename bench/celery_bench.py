@@ -294,7 +294,6 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
             ("bare_min", "minimal", 3, "WARNING", True),
             ("bare_min_info", "minimal", 4, "INFO", False),
             ("banktasks_info", None, 15, "INFO", False),
-            ("banktasks_lean", None, 0, "WARNING", True),
         ]
         for key, conf, db, level, with_latency in specs:
             vurl = with_db(url, db)
@@ -312,10 +311,7 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
                         log_level="WARNING",
                     )
                 )
-                lean = {"BENCH_LEAN": "1"} if key == "banktasks_lean" else {}
-                if lean:
-                    noop_plugin.lean(app)  # the producer side of the same settings
-                env = banktasks_env(tmp, vurl, key, BENCH_WORKER="1", LOG_LEVEL=level, **lean)
+                env = banktasks_env(tmp, vurl, key, BENCH_WORKER="1", LOG_LEVEL=level)
                 worker = start_controlled(
                     app, "bench.bt_app", key, "bench", env, logdir, level=level
                 )
@@ -364,26 +360,6 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
     )
     r_info = ratio(info_bt, info_min)
     results.compare("drain_info.banktasks/bare_min", r_info, "", None)
-    lean = by["banktasks_lean"]
-    parts = []
-    for metric, values, unit, ref in (
-        ("drain", lean.drain, "tasks/s", by["bare_min"].drain),
-        ("enqueue", lean.enqueue, "calls/s", by["bare_min"].enqueue),
-        ("latency.seq.p50", lean.seq_p50, "s", by["bare_min"].seq_p50),
-    ):
-        mine = results.sample(f"{metric}.banktasks_lean", Sample(values, unit))
-        r = ratio(mine, Sample(ref, unit))
-        results.compare(f"{metric}.banktasks_lean/bare_min", r, "", None)
-        shown = fmt_seconds(mine.median) if unit == "s" else f"{fmt_num(mine.median)} {unit}"
-        parts.append(f"{metric.split('.')[0]} {shown} ({fmt_num(r['ratio'])}×)")
-    results.row(
-        "lean",
-        "  (info) banktasks with task events, sent events and STARTED off (a configure_app hook): "
-        "÷ bare minimal",
-        "value",
-        "; ".join(parts),
-        section=SECTION,
-    )
     results.row(
         "drain.info",
         "  (info) the same drain with -l INFO (banktasks' default LOG_LEVEL): "

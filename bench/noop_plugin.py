@@ -7,17 +7,9 @@ that makes the result JSON-safe, acks_late + reject_on_worker_lost.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from core import hookimpl, task
-
-LEAN = {
-    "worker_send_task_events": False,
-    "task_send_sent_event": False,
-    "task_track_started": False,
-}
-"""What BENCH_LEAN=1 switches off, to show what banktasks costs without these settings."""
 
 banktasks_name = "bench"
 
@@ -31,17 +23,3 @@ def noop(i: int) -> None:
 @hookimpl
 def register_tasks() -> list[Any]:
     return [noop]
-
-
-@hookimpl
-def configure_app(app: Any, settings: Any) -> None:
-    """With BENCH_LEAN=1: task events, sent events and STARTED states off (see LEAN)."""
-    if os.environ.get("BENCH_LEAN") == "1":
-        lean(app)
-
-
-def lean(app: Any) -> None:
-    """Apply LEAN to the app and to its already bound tasks (they copied the conf when bound)."""
-    app.conf.update(LEAN)
-    for celery_task in app.tasks.values():
-        celery_task.track_started = False

@@ -194,9 +194,9 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 "route_queue": spec.queue or plugin,
                 "acks_late": spec.acks_late,
                 "reject_on_worker_lost": spec.acks_late,
-                # Bound before app.conf.update() below, so task_track_started would not
-                # reach the task: set here, so a running task shows STARTED (Flower, tests).
-                "track_started": True,
+                # Celery's default: no STARTED state (one more result-backend write per
+                # task); long tasks ask for it with @task(track_started=True).
+                "track_started": False,
                 **spec.retry.celery_options(),
                 **spec.options,
             }
@@ -324,7 +324,6 @@ def create_app(
         result_extended=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_track_started=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         # Task events cost ~40% of a worker's throughput; Flower switches them on in

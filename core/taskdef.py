@@ -181,8 +181,9 @@ def task(
     function returning one). `submit_limit` caps submissions per argument value
     across all processes (see core.ratelimit). `check(**arguments)` validates
     arguments together (e.g. end after start) in the caller and in the worker:
-    a ValueError it raises becomes a TaskArgumentError. Other keyword arguments (`time_limit`,
-    `soft_time_limit`, …) go to Celery.
+    a ValueError it raises becomes a TaskArgumentError. Other keyword arguments
+    (`track_started=True` for a long task whose running state should show as STARTED,
+    `time_limit`, `soft_time_limit`, …) go to Celery.
     """
 
     def wrap(func: Callable[..., Any]) -> TaskDef:

@@ -204,3 +204,15 @@ def test_call_each_isolates_a_failing_implementation():
     by_plugin = {o.plugin: o for o in outcomes}
     assert by_plugin["good"].result == 42 and by_plugin["good"].error is None
     assert isinstance(by_plugin["bad"].error, RuntimeError)
+
+
+def test_started_state_is_opt_in_per_task(make_app):
+    """Celery's default (no STARTED write per task) unless @task(track_started=True)."""
+    import plugins.export
+    import plugins.fraud
+    import plugins.health
+
+    app = make_app(plugins=[plugins.fraud, plugins.export, plugins.health])
+    assert app.tasks["health.system_health_check"].track_started is False
+    assert app.tasks["fraud.analyze_fraud_patterns"].track_started is True
+    assert app.tasks["export.export_transaction_data"].track_started is True

@@ -174,6 +174,7 @@ def _example() -> dict[str, Any]:
     example=_example,
     check=_check_range,
     submit_limit=SubmitLimit("user_id", per_minute=10),
+    track_started=True,
 )
 def export_transaction_data(
     user_id: UserId, start_date: date, end_date: date, export_format: str = "csv"

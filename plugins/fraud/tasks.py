@@ -37,7 +37,7 @@ def check_window(since: datetime | None = None, until: datetime | None = None) -
         ) from None
 
 
-@task(queue="fraud", retry=RETRY, example={}, check=check_window)
+@task(queue="fraud", retry=RETRY, example={}, check=check_window, track_started=True)
 def analyze_fraud_patterns(
     since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from plugins.notifications.validation import Body, IdempotencyKey, Subject, User
 @task(
     queue="notifications",
     retry=RETRY,
+    track_started=True,
     example={
         "user_id": 1,
         "subject": "Account Update",
@@ -48,6 +49,7 @@ def send_email_notification(
 @task(
     queue="notifications",
     retry=RETRY,
+    track_started=True,
     example={
         "subject": "banktasks demo",
         "message": "The demo sent every plugin's task through the queue.",

@@ -123,7 +123,7 @@ def check_request(report_date: date | None = None, formats: list[str] | None = N
         choose_formats(formats, None, collect_formats(current().plugins))
 
 
-@task(queue=PLUGIN, retry=RETRY, example={}, check=check_request)
+@task(queue=PLUGIN, retry=RETRY, example={}, check=check_request, track_started=True)
 def generate_daily_reports(
     report_date: date | None = None, formats: list[str] | None = None
 ) -> dict[str, Any]:
