@@ -9,7 +9,8 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ from core.models import Account, Transaction, User
 from plugins.export import COLUMNS, CsvFormat, export_transaction_data
 from plugins.export import csvlines as csvlines_module
 from plugins.export.csvlines import CsvLines, text_cell
-from plugins.export.rows import ExportRows, format_row
+from plugins.export.rows import ExportRows, format_row, read_ahead
 
 MIN_US = to_micros(datetime(1, 1, 1, tzinfo=UTC))
 MAX_US = to_micros(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
@@ -375,3 +376,91 @@ def test_fast_csv_task_on_postgresql_writes_the_generic_bytes(
     fast_result, generic_result = _export_both(app, days[0], days[-1])
     assert Path(fast_result["path"]).read_bytes() == Path(generic_result["path"]).read_bytes()
     assert fast_result["rows"] == generic_result["rows"] == sum(spy_fast_path) > 10
+
+
+# -------------------------------------------------------------------- read-ahead (PostgreSQL)
+
+
+def test_read_ahead_keeps_order_and_raises_the_source_error() -> None:
+    def source() -> Iterator[int]:
+        yield from range(50)
+        raise LookupError("connection lost")
+
+    seen: list[int] = []
+    with pytest.raises(LookupError, match="connection lost"):
+        seen.extend(read_ahead(source()))
+    assert seen == list(range(50))
+
+
+def test_read_ahead_closed_early_stops_its_thread() -> None:
+    produced: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    reader = read_ahead(source(), depth=2)
+    assert [next(reader), next(reader)] == [0, 1]
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "export-read-ahead"]
+    assert len(produced) <= 2 + 2 + 1  # read: 2, queued: 2, one being put
+
+
+def _many_rows(app: Any, count: int) -> None:
+    with app.runtime.db.session() as s:
+        s.add(User(id=1, email="user1@example.com", full_name="Ada"))
+        s.add(Account(id=1, user_id=1, number="401234567890"))
+    start = to_micros(datetime(2024, 1, 1, tzinfo=UTC))
+    with app.runtime.db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO transactions (account_id, amount_minor, currency, kind, status, "
+                "counterparty, description, created_at, updated_at) VALUES "
+                "(1, :cents, 'USD', 'payment', 'completed', :party, :note, :at, :at)"
+            ),
+            [
+                {
+                    "cents": 100 + i,
+                    "party": ["ACME", "=x", None, 'a "b", c'][i % 4],
+                    "note": f"note {i}\n" if i % 3 else None,
+                    "at": start + i * 7_777_777,
+                }
+                for i in range(count)
+            ],
+        )
+
+
+@pytest.mark.postgres
+def test_fast_csv_on_postgresql_many_batches_read_ahead(
+    make_app: Any, pg_database_url: str, spy_fast_path: list[int]
+) -> None:
+    app = make_app(plugins=[plugins.export, GenericCsvPlugin()], database_url=pg_database_url)
+    _many_rows(app, 2500)
+    fast_result, generic_result = _export_both(app, date(2024, 1, 1), date(2024, 1, 31))
+    assert Path(fast_result["path"]).read_bytes() == Path(generic_result["path"]).read_bytes()
+    assert fast_result["rows"] == 2500 and spy_fast_path == [1000, 1000, 500]
+
+
+@pytest.mark.postgres
+def test_fast_csv_on_postgresql_failing_write_stops_reading(
+    make_app: Any, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(plugins=[plugins.export], database_url=pg_database_url)
+    _many_rows(app, 4500)
+    real = CsvLines.lines
+    calls: list[int] = []
+
+    def lines(self: CsvLines, batch: list[tuple[Any, ...]]) -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, batch)
+
+    monkeypatch.setattr(CsvLines, "lines", lines)
+    with pytest.raises(OSError, match="No space left"):
+        export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
+    assert not [t for t in threading.enumerate() if t.name == "export-read-ahead"]
+    monkeypatch.setattr(CsvLines, "lines", real)
+    result = export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
+    assert result["rows"] == 4500
