@@ -11,13 +11,8 @@ from typing import Any
 
 from core import hookimpl
 from plugins.export import hookspecs
-from plugins.export.formats import (
-    BUILTIN_FORMATS,
-    CsvFormat,
-    ExportFormat,
-    JsonlFormat,
-    neutralise_formula,
-)
+from plugins.export.csvlines import neutralise_formula
+from plugins.export.formats import BUILTIN_FORMATS, CsvFormat, ExportFormat, JsonlFormat
 from plugins.export.models import ExportRecord
 from plugins.export.rows import COLUMNS
 from plugins.export.settings import ExportSettings

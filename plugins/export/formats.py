@@ -12,8 +12,11 @@ from collections.abc import Iterable
 from itertools import islice
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from plugins.export.csvlines import FORMULA_TRIGGERS, CsvLines
+from plugins.export.csvlines import neutralise_formula as neutralise_formula  # its old home
+from plugins.export.rows import COLUMNS, ExportRows
+
 FLUSH_EVERY = 1000  # rows encoded per write to the file
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @runtime_checkable
@@ -27,16 +30,6 @@ class ExportFormat(Protocol):
     def write(self, columns: list[str], rows: Iterable[tuple[Any, ...]], out: BinaryIO) -> None:
         """Write `columns` and then each row of `rows` (consumed lazily) to `out`."""
         ...
-
-
-def neutralise_formula(value: str) -> str:
-    """Prefix a cell that a spreadsheet would run as a formula with `'` (OWASP CSV injection).
-
-    Applies to every text cell whose first character is `=`, `+`, `-`, `@`, a tab
-    or a carriage return — a negative amount would be prefixed too (amounts in this
-    domain are positive, so none are).
-    """
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
 
 
 def _safe_row(row: tuple[Any, ...]) -> list[Any]:
@@ -69,6 +62,10 @@ class CsvFormat:
 
     Fields with commas, quotes or line breaks are quoted (quotes doubled); text
     cells are neutralised with `neutralise_formula`; None is an empty cell.
+
+    Any rows go through `csv.writer`; the export task's own rows (an unread
+    `ExportRows` with the built-in COLUMNS) take a fast path with the same output:
+    raw rows from the DB-API cursor formatted by `CsvLines`.
     """
 
     name = "csv"
@@ -80,11 +77,22 @@ class CsvFormat:
         sink = _TextChunks(out)
         writer = csv.writer(sink, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(_safe_row(tuple(columns)))
+        if isinstance(rows, ExportRows) and rows.fresh and list(columns) == COLUMNS:
+            sink.drain()
+            _write_export_rows(rows, out)
+            return
         iterator = iter(rows)
         while batch := list(islice(iterator, FLUSH_EVERY)):
             writer.writerows(map(_safe_row, batch))
             sink.drain()
         sink.drain()
+
+
+def _write_export_rows(rows: ExportRows, out: BinaryIO) -> None:
+    """The fast path: batches of raw rows → CSV lines → one UTF-8 write per batch."""
+    lines = CsvLines()
+    for batch in rows.raw_batches():
+        out.write(lines.lines(batch).encode("utf-8"))
 
 
 class JsonlFormat:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -138,12 +137,6 @@ def _idempotency_key() -> str:
     return f"local:{uuid.uuid4().hex}"
 
 
-def _counted(rows: Iterable[tuple], counter: list[int]) -> Iterator[tuple]:
-    for row in rows:
-        counter[0] += 1
-        yield row
-
-
 def _announce(record: ExportRecord, duplicate: bool) -> dict[str, Any]:
     """Emit `on_export_ready` unless done for this record already; return the result."""
     runtime = current()
@@ -211,11 +204,10 @@ def export_transaction_data(
         f"{uuid.uuid4().hex[:8]}.{fmt.extension}"
     )
     start_us, end_us = day_bounds(start_date, end_date)
-    counter = [0]
     with runtime.db.engine.connect() as conn, atomic_writer(folder, name) as out:
         source = stream_rows(conn, user_id, start_us, end_us)
         try:
-            fmt.write(list(COLUMNS), _counted(source, counter), cast(BinaryIO, out))
+            fmt.write(list(COLUMNS), source, cast(BinaryIO, out))
         finally:
             source.close()  # a format that stopped early must not leave the cursor open
     written = out.result
@@ -228,7 +220,7 @@ def export_transaction_data(
         end_date=end_date,
         path=str(written.path),
         file_name=written.path.name,
-        rows=counter[0],
+        rows=source.count,
         bytes=written.bytes,
         sha256=written.sha256,
         created_at=utcnow(),

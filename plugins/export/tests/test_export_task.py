@@ -633,8 +633,10 @@ def test_export_example_is_user_1_last_30_days(app: Any) -> None:
 
 @pytest.mark.postgres
 def test_export_on_postgresql_streams_with_a_server_side_cursor(
-    make_app: Any, pg_database_url: str
+    make_app: Any, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import plugins.export.rows as rows_module
+
     app = make_app(plugins=[plugins.export], database_url=pg_database_url)
     assert app.runtime.db.dialect == "postgresql"
     acc = add_user(app)
@@ -648,6 +650,13 @@ def test_export_on_postgresql_streams_with_a_server_side_cursor(
         if "FROM transactions" in statement:
             cursors.append(type(cursor).__name__)
 
+    def raw_cursor(conn: Any, query: Any) -> Any:  # the CSV fast path's DB-API cursor
+        cursor = real_raw_cursor(conn, query)
+        cursors.append(type(cursor).__name__)
+        return cursor
+
+    real_raw_cursor = rows_module._dbapi_cursor
+    monkeypatch.setattr(rows_module, "_dbapi_cursor", raw_cursor)
     event.listen(app.runtime.db.engine, "before_cursor_execute", capture)
     result = export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
     rows = read_csv(result["path"])[1:]
@@ -659,6 +668,12 @@ def test_export_on_postgresql_streams_with_a_server_side_cursor(
         assert s.scalar(select(func.count()).select_from(ExportRecord)) == 1
     data = Path(result["path"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == result["sha256"]
+    cursors.clear()
+    jsonl = export_transaction_data(
+        user_id=1, start_date="2024-01-01", end_date="2024-01-31", export_format="jsonl"
+    )
+    assert jsonl["rows"] == 2
+    assert cursors == ["ServerCursor"]  # the generic path: SQLAlchemy's yield_per
 
 
 def test_export_csv_reader_round_trip_of_whole_file(app: Any) -> None:
