@@ -21,6 +21,7 @@ from plugins.fraud.settings import FraudSettings
 log = get_logger(__name__)
 
 WATERMARK = "analyze_fraud_patterns"
+TASK = "fraud.analyze_fraud_patterns"
 INSERT_CHUNK = 500
 
 
@@ -48,8 +49,12 @@ def resolve_window(
     since: datetime | None,
     until: datetime | None,
     now: datetime,
+    task: str = TASK,
 ) -> Window:
-    """Explicit bounds are checked; without any, read the watermark (minus the overlap)."""
+    """Explicit bounds are checked; without any, read the watermark (minus the overlap).
+
+    `task` names the task in the error a bad window raises.
+    """
     since, until = as_utc(since), as_utc(until)
     if since is None and until is None:
         mark = session.get(FraudWatermark, WATERMARK)
@@ -62,8 +67,7 @@ def resolve_window(
     since = since or until - timedelta(days=settings.initial_lookback_days)
     if since >= until:
         raise TaskArgumentError(
-            f"fraud.analyze_fraud_patterns: since={since.isoformat()} must be before "
-            f"until={until.isoformat()}"
+            f"{task}: since={since.isoformat()} must be before until={until.isoformat()}"
         )
     return Window(since, until, from_watermark=False)
 
@@ -80,7 +84,8 @@ def _insert_statement(dialect: str) -> Any:
     )
 
 
-def _alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[dict[str, Any]]:
+def alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[dict[str, Any]]:
+    """The rows to insert for one rule's findings: one per dedup key (the first wins)."""
     rows: dict[str, dict[str, Any]] = {}
     for finding in findings:
         severity = finding.severity or rule.severity
@@ -103,11 +108,8 @@ def _alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[
     return list(rows.values())
 
 
-def store_findings(
-    session: Session, rule: Rule, findings: Iterable[Finding], now: datetime
-) -> list[FraudAlert]:
-    """Insert one alert per (rule, dedup key), skipping existing ones; return only new rows."""
-    rows = _alert_rows(rule, findings, now)
+def insert_alerts(session: Session, rows: list[dict[str, Any]]) -> list[FraudAlert]:
+    """Insert alert rows, skipping (rule, dedup key) pairs that exist; return only new rows."""
     statement = _insert_statement(session.get_bind().dialect.name)
     created: list[FraudAlert] = []
     for start in range(0, len(rows), INSERT_CHUNK):
@@ -179,36 +181,77 @@ class Outcome:
         }
 
 
+@dataclass
+class _Found:
+    """What the read phase found: the window, its size, and per rule the rows to insert."""
+
+    window: Window
+    scanned: int
+    findings: int
+    rows: dict[str, list[dict[str, Any]]]
+
+
+def _find(
+    session: Session,
+    settings: FraudSettings,
+    rules: list[Rule],
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+) -> _Found:
+    """The read phase: resolve the window and run every rule; nothing is written."""
+    window = resolve_window(session, settings, since, until, now)
+    ctx = RuleContext(session, window.since, window.until, settings)
+    found = _Found(window, _scanned(session, window), 0, {})
+    for rule in rules:
+        try:
+            findings = list(rule.find(ctx))
+            found.rows[rule.name] = alert_rows(rule, findings, now)
+        except Exception as exc:
+            exc.add_note(f"in fraud rule {rule.name!r}")
+            raise
+        found.findings += len(findings)
+    return found
+
+
+def _store(session: Session, found: _Found) -> tuple[dict[str, int], list[FraudAlert]]:
+    """The write phase: insert every rule's rows, move the watermark; (new by rule, new rows)."""
+    by_rule: dict[str, int] = {}
+    created: list[FraudAlert] = []
+    for name, rows in found.rows.items():
+        new = insert_alerts(session, rows)
+        by_rule[name] = len(new)
+        created.extend(new)
+    if found.window.from_watermark:
+        _advance_watermark(session, found.window.until)
+    return by_rule, created
+
+
 def analyse(since: datetime | None = None, until: datetime | None = None) -> Outcome:
-    """Run the active rules over a window (see `analyze_fraud_patterns`)."""
+    """Run the active rules over a window (see `analyze_fraud_patterns`).
+
+    Two transactions: every rule reads in the first, which ends before the second
+    inserts all new alerts and moves the watermark. So the write transaction is
+    short, and on SQLite (one writer at a time) analyses of other windows run
+    their reads in parallel instead of waiting for the write lock. (A read
+    transaction that turned into a write one could also fail on SQLite with
+    SQLITE_BUSY_SNAPSHOT when another analysis committed in between.)
+    """
     runtime = current()
     settings: FraudSettings = runtime.settings_for("fraud")
     rules = active_rules(settings)
     now = utcnow()
-    new_alerts: list[FraudAlert] = []
     with runtime.db.session() as session:
-        window = resolve_window(session, settings, since, until, now)
-        outcome = Outcome(window)
-        outcome.scanned = _scanned(session, window)
-        ctx = RuleContext(session, window.since, window.until, settings)
-        for rule in rules:
-            try:
-                findings = list(rule.find(ctx))
-            except Exception as exc:
-                exc.add_note(f"in fraud rule {rule.name!r}")
-                raise
-            created = store_findings(session, rule, findings, now)
-            outcome.findings += len(findings)
-            outcome.by_rule[rule.name] = len(created)
-            new_alerts.extend(created)
-        if window.from_watermark:
-            _advance_watermark(session, window.until)
+        found = _find(session, settings, rules, since, until, now)
+    with runtime.db.session() as session:
+        by_rule, new_alerts = _store(session, found)
     # Committed: listeners only ever hear about alerts that exist.
+    outcome = Outcome(found.window, found.scanned, by_rule, found.findings)
     outcome.notified, outcome.notify_failed = _emit(new_alerts, settings.alert_min_severity)
     log.info(
         "fraud_analysis_done",
-        since=window.since.isoformat(),
-        until=window.until.isoformat(),
+        since=found.window.since.isoformat(),
+        until=found.window.until.isoformat(),
         scanned=outcome.scanned,
         alerts_created=len(new_alerts),
     )

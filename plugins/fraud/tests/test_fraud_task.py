@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
-from fraud_testlib import T0
+from fraud_testlib import T0, Bank
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 import plugins.fraud
@@ -247,3 +248,39 @@ def test_a_validation_error_is_not_retried(fraud_app):
 def test_a_bad_argument_is_refused_before_anything_is_sent(fraud_app):
     with pytest.raises(TaskArgumentError, match="since"):
         fraud_app.tasks["fraud.analyze_fraud_patterns"].delay(since="not a time")
+
+
+# -- read, then write ---------------------------------------------------------------------
+
+
+class WriteLockProbe:
+    """A rule run after the built-ins (names sort) that checks nobody holds SQLite's write
+    lock: another connection must get it at once while the rules run."""
+
+    name = "zz_write_lock_probe"
+    severity = "low"
+
+    path = ""  # the app's SQLite file, set once the app exists
+    free = None
+
+    def find(self, ctx):
+        other = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # takes the write lock, or fails at once
+            other.execute("ROLLBACK")
+            self.free = True
+        except sqlite3.OperationalError:  # database is locked
+            self.free = False
+        finally:
+            other.close()
+        return []
+
+
+def test_rules_read_without_holding_the_write_lock(make_app):
+    probe = WriteLockProbe()
+    app = make_app(plugins=[plugins.fraud, FlakyRules(probe)])
+    probe.path = app.runtime.db.engine.url.database
+    plant_one_of_each(Bank(app.runtime.db))  # the rules before the probe find something
+    result = analyze_fraud_patterns(since=T0 - MINUTE, until=T0 + timedelta(hours=1))
+    assert result["alerts_created"] == 3
+    assert probe.free is True  # the alerts are inserted after every rule has read
