@@ -15,12 +15,11 @@ DB_CONNECTION_ERRORS = (OperationalError, DisconnectionError, InterfaceError)
 """Database errors worth retrying: lost connections, locked SQLite, server restarts."""
 
 RETRY = RetryPolicy(
-    max_retries=5, backoff=5, backoff_max=600, jitter=True, retry_on=DB_CONNECTION_ERRORS
+    max_retries=3, backoff=15, backoff_max=600, jitter=True, retry_on=DB_CONNECTION_ERRORS
 )
-"""Waits drawn from 0-5, 0-10, 0-20, 0-40, 0-80 s (full jitter): about 77 s in all on
-average, so a database restart or failover of ten seconds or so is ridden out (measured in
-tests/reliability/test_rel_database_outage.py; 3 retries from 2 s gave up within 7 s on
-average, and after 5 s of outage in one case out of four)."""
+"""3 retries with exponential backoff: waits drawn from 0-15, 0-30, 0-60 s (full jitter,
+capped at 600 s), about 52 s in all on average and at most 105 s, so a database restart
+or failover of ten seconds or so is ridden out in nearly every case."""
 
 
 def check_window(since: datetime | None = None, until: datetime | None = None) -> None:

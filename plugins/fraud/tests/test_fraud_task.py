@@ -183,8 +183,9 @@ def test_schedule_can_be_switched_off(make_app, monkeypatch):
 def test_retry_policy_maps_onto_celery(fraud_app):
     celery_task = fraud_app.tasks["fraud.analyze_fraud_patterns"]
     assert celery_task.route_queue == "fraud"
-    assert celery_task.max_retries == 5
-    assert celery_task.retry_backoff == 5
+    assert celery_task.max_retries == 3
+    assert celery_task.retry_backoff == 15
+    assert celery_task.retry_backoff_max == 600
     assert celery_task.retry_jitter is True
     assert set(celery_task.autoretry_for) == {OperationalError, DisconnectionError, InterfaceError}
     assert TaskArgumentError in celery_task.dont_autoretry_for
@@ -222,10 +223,10 @@ DROPPED = OperationalError("SELECT 1", {}, Exception("server closed the connecti
 
 @pytest.mark.parametrize(
     ("error", "tries"),
-    [(DROPPED, 6), (ValueError("a bug in the rule"), 1)],
-    ids=["connection-error-retried-5-times", "other-error-not-retried"],
+    [(DROPPED, 4), (ValueError("a bug in the rule"), 1)],
+    ids=["connection-error-retried-3-times", "other-error-not-retried"],
 )
-def test_connection_errors_retry_five_times_and_others_fail_at_once(make_app, error, tries):
+def test_connection_errors_retry_three_times_and_others_fail_at_once(make_app, error, tries):
     rule = FlakyDatabaseRule(error)
     app = make_app(plugins=[plugins.fraud, FlakyRules(rule)])
     outcome = app.tasks["fraud.analyze_fraud_patterns"].apply(
