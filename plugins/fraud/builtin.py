@@ -8,8 +8,17 @@ rows with t <= created_at < t + W.
 
 A "burst" is a chain of overlapping hot windows of one account (a hot window
 starts at a row and breaks the rule's threshold). It gives ONE alert, keyed by
-the first row of the chain; that row is stable from run to run, because being
-a chain start depends only on the W before it, and the window only adds rows.
+the first row of the chain. Whether a row starts a chain depends only on the
+rows less than W before and after it: it must be hot (the W after it) and no
+row in the W before it may be hot (the 2W around it). So a burst rule reads the
+rows in `[since - W, until + W)` and reports only the bursts that START in
+`[since, until)`: adjacent windows never report the same burst, and a window cut
+into slices reports exactly what one analysis of the whole window does, bursts
+straddling the cuts included. Nothing stamped after the moment the analysis runs
+is read: in the scheduled run `until` is now, and a burst still growing keeps its
+key from run to run (a row that turns hot later either has an earlier chain start
+that was hot already, since windows only gain rows, or is the start itself, found
+by the next run, whose overlap covers W).
 """
 
 from __future__ import annotations
@@ -104,9 +113,9 @@ def _frame(aggregate: str, window_us: int) -> Any:
 
 
 def _burst_starts(
-    rows: CTE, window_us: int, since_us: int, hot: Any, label: str, with_total: bool
+    rows: CTE, window_us: int, span: tuple[int, int], hot: Any, label: str, with_total: bool
 ) -> Select[Any]:
-    """Rows of `rows` (id, account_id, at, cents) that start a burst at or after `since_us`.
+    """Rows of `rows` (id, account_id, at, cents) that start a burst in `span` [since, until).
 
     `hot(count, total)` is the SQL condition for a window to break the rule; the
     window's sum of cents is computed only `with_total` (else it is 0).
@@ -131,13 +140,18 @@ def _burst_starts(
     return select(
         hot_rows.c.id, hot_rows.c.account_id, hot_rows.c.at, hot_rows.c.cnt, hot_rows.c.total
     ).where(
-        hot_rows.c.at >= since_us,
+        hot_rows.c.at >= span[0],
+        hot_rows.c.at < span[1],
         or_(hot_rows.c.prev_at.is_(None), hot_rows.c.at - hot_rows.c.prev_at >= window_us),
     )
 
 
 def _members(
-    ctx: RuleContext, bursts: list[_Burst], window_us: int, extra: list[ColumnElement[bool]]
+    ctx: RuleContext,
+    bursts: list[_Burst],
+    window_us: int,
+    read_until: int,
+    extra: list[ColumnElement[bool]],
 ) -> dict[int, list[tuple[int, int, int]]]:
     """Per burst, the rows of its first window: {first_id: [(id, at, cents), ...]}.
 
@@ -150,7 +164,7 @@ def _members(
             select(literal(b.first_id).label("first_id"), _tx.c.id, _at, _cents).where(
                 _tx.c.account_id == b.account_id,
                 _at >= b.start_us,
-                _at < min(b.start_us + window_us, ctx.until_us),
+                _at < min(b.start_us + window_us, read_until),
                 *extra,
             )
             for b in bursts[start : start + MEMBER_CHUNK]
@@ -170,22 +184,25 @@ def _bursts(
     extra: list[ColumnElement[bool]],
     with_total: bool = False,
 ) -> tuple[list[_Burst], dict[int, list[tuple[int, int, int]]]]:
-    """Burst starts in the window and, per start, the rows of its first window.
+    """Burst starts in `[since, until)` and, per start, the rows of its first window.
 
-    Rows are read from `since - window` (whether a row starts a burst depends on
-    the window before it) up to `until`.
+    Rows are read from `since - window` to `until + window` (never past now, see
+    `RuleContext.lookahead_until_us`): whether a row starts a burst depends on the
+    window before it and on its own window after it (see the module's docstring).
     """
+    read_until = ctx.lookahead_until_us(window_us)
     rows = (
         select(_tx.c.id, _tx.c.account_id, _at.label("at"), _cents.label("cents"))
-        .where(_at >= ctx.since_us - window_us, _at < ctx.until_us, *extra)
+        .where(_at >= ctx.since_us - window_us, _at < read_until, *extra)
         .cte(f"{label}_rows")
     )
-    starts = _burst_starts(rows, window_us, ctx.since_us, hot, label, with_total).subquery()
+    span = (ctx.since_us, ctx.until_us)
+    starts = _burst_starts(rows, window_us, span, hot, label, with_total).subquery()
     bursts = [
         _Burst(r.id, r.account_id, r.at, r.cnt, r.total)
         for r in ctx.session.execute(select(starts).order_by(starts.c.at, starts.c.id))
     ]
-    return bursts, _members(ctx, bursts, window_us, extra)
+    return bursts, _members(ctx, bursts, window_us, read_until, extra)
 
 
 def _burst_evidence(burst: _Burst, rows: list[tuple[int, int, int]]) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def _find(
 ) -> _Found:
     """The read phase: resolve the window and run every rule; nothing is written."""
     window = resolve_window(session, settings, since, until, now)
-    ctx = RuleContext(session, window.since, window.until, settings)
+    ctx = RuleContext(session, window.since, window.until, settings, now)
     found = _Found(window, _scanned(session, window), 0, {})
     for rule in rules:
         try:

@@ -23,13 +23,15 @@ class RuleContext:
     """What a rule gets: a session, the window `[since, until)` (aware UTC), fraud settings.
 
     `since_us` / `until_us` are the same bounds as integer epoch microseconds, the
-    stored form of every time column, for window arithmetic in SQL.
+    stored form of every time column, for window arithmetic in SQL. `now` is when
+    the analysis runs (None: no limit); see `lookahead_until_us`.
     """
 
     session: Session
     since: datetime
     until: datetime
     settings: FraudSettings
+    now: datetime | None = None
 
     @property
     def since_us(self) -> int:
@@ -40,6 +42,19 @@ class RuleContext:
     def until_us(self) -> int:
         """`until` as epoch microseconds."""
         return to_micros(self.until)
+
+    def lookahead_until_us(self, window_us: int) -> int:
+        """Where a rule with a rolling window of `window_us` stops reading rows.
+
+        A pattern anchored before `until` may reach up to a window past it, so the
+        rule reads on to `until + window`, but never past `now`: rows stamped
+        after the analysis started are left to a later run (the scheduled run,
+        whose `until` is now, reads nothing after it).
+        """
+        end = self.until_us + window_us
+        if self.now is not None:
+            end = max(self.until_us, min(end, to_micros(self.now)))
+        return end
 
 
 @dataclass
