@@ -1,7 +1,8 @@
 """banktasks fraud plugin: set-based fraud rules over transactions, alerts with a lifecycle.
 
 Public surface for rule authors and neighbours: `Rule`, `RuleContext`, `Finding`,
-`FraudAlert`, `FraudSettings`, `analyze_fraud_patterns`. Hooks it owns
+`FraudAlert`, `FraudSettings`, `analyze_fraud_patterns`,
+`analyze_fraud_patterns_chunked`. Hooks it owns
 (`plugins.fraud.hookspecs`): `register_fraud_rules()`, `on_fraud_alert(alert)`.
 """
 
@@ -28,7 +29,7 @@ from plugins.fraud.plugin import (
 )
 from plugins.fraud.rules import Finding, Rule, RuleContext
 from plugins.fraud.settings import FraudSettings
-from plugins.fraud.tasks import analyze_fraud_patterns
+from plugins.fraud.tasks import analyze_fraud_patterns, analyze_fraud_patterns_chunked
 
 __all__ = [
     "SEVERITIES",
@@ -42,6 +43,7 @@ __all__ = [
     "Rule",
     "RuleContext",
     "analyze_fraud_patterns",
+    "analyze_fraud_patterns_chunked",
     "change_status",
     "configure_app",
     "investigate_alert",

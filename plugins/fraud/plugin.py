@@ -29,10 +29,14 @@ def register_settings() -> tuple[str, type]:
 
 @hookimpl
 def register_tasks() -> list[Any]:
-    """analyze_fraud_patterns."""
-    from plugins.fraud.tasks import analyze_fraud_patterns
+    """analyze_fraud_patterns, analyze_fraud_patterns_chunked and its chord callback."""
+    from plugins.fraud.tasks import (
+        analyze_fraud_patterns,
+        analyze_fraud_patterns_chunked,
+        combine_fraud_slices,
+    )
 
-    return [analyze_fraud_patterns]
+    return [analyze_fraud_patterns, analyze_fraud_patterns_chunked, combine_fraud_slices]
 
 
 @hookimpl

@@ -1,15 +1,20 @@
-"""The fraud task: `analyze_fraud_patterns(since=None, until=None)`, every 15 minutes."""
+"""The fraud tasks: `analyze_fraud_patterns(since=None, until=None)`, every 15 minutes, and
+`analyze_fraud_patterns_chunked(since, until, chunks=4)`, the same window cut into time
+slices that workers analyse in parallel (a Celery chord whose callback adds them up)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
+from celery import chord
+from pydantic import Field
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from core import RetryPolicy, TaskArgumentError, current, task
 from core.db import utcnow
-from plugins.fraud.engine import analyse, resolve_window
+from plugins.fraud.engine import TASK, analyse, as_utc, resolve_window
+from plugins.fraud.slices import MAX_CHUNKS, SliceResult, combine, split_window
 
 DB_CONNECTION_ERRORS = (OperationalError, DisconnectionError, InterfaceError)
 """Database errors worth retrying: lost connections, locked SQLite, server restarts."""
@@ -21,19 +26,33 @@ RETRY = RetryPolicy(
 capped at 600 s), about 52 s in all on average and at most 105 s, so a database restart
 or failover of ten seconds or so is ridden out in nearly every case."""
 
+CHUNKED_TASK = "fraud.analyze_fraud_patterns_chunked"
+
+
+def _check_bounds(since: datetime | None, until: datetime | None, task_name: str) -> None:
+    """Bounds in order and in range (explicit bounds never touch the database)."""
+    try:
+        resolve_window(
+            None,  # type: ignore[arg-type]  # only the watermark needs a session
+            current().settings_for("fraud"),
+            since,
+            until,
+            utcnow(),
+            task_name,
+        )
+    except OverflowError:
+        raise TaskArgumentError(
+            f"{task_name}: since={since} until={until} is out of range; "
+            "give times between the years 1 and 9999 UTC"
+        ) from None
+
 
 def check_window(since: datetime | None = None, until: datetime | None = None) -> None:
     """Refuse explicit bounds out of order or out of range in the caller of `.delay()` (and
     again in the worker), so such a request never reaches the broker."""
     if since is None and until is None:
         return  # the watermark decides; nothing to check
-    try:  # explicit bounds never touch the session (only the watermark needs it)
-        resolve_window(None, current().settings_for("fraud"), since, until, utcnow())  # type: ignore[arg-type]
-    except OverflowError:
-        raise TaskArgumentError(
-            f"fraud.analyze_fraud_patterns: since={since} until={until} is out of range; "
-            "give times between the years 1 and 9999 UTC"
-        ) from None
+    _check_bounds(since, until, TASK)
 
 
 @task(queue="fraud", retry=RETRY, example={}, check=check_window, track_started=True)
@@ -50,3 +69,61 @@ def analyze_fraud_patterns(
     since, until, scanned, alerts_created and by_rule (rule → new alerts).
     """
     return analyse(since, until).as_dict()
+
+
+def check_chunked(since: datetime, until: datetime, chunks: int = 4) -> None:
+    """Refuse bounds out of order or out of range, and a number of slices outside 1..64 (or
+    more slices than the window has microseconds), before anything is sent."""
+    _check_bounds(since, until, CHUNKED_TASK)
+    split_window(as_utc(since), as_utc(until), chunks)  # type: ignore[arg-type]
+
+
+def _chunked_example() -> dict[str, Any]:
+    """`banktasks demo`: the last week in 4 slices."""
+    now = utcnow()
+    return {"since": (now - timedelta(days=7)).isoformat(), "until": now.isoformat(), "chunks": 4}
+
+
+def _running_in_worker(name: str | None) -> Any | None:
+    """The Celery task executing `name` in a worker, if any; None when the function was
+    called directly or eagerly (`.apply()`, `task_always_eager`)."""
+    from celery import current_task
+
+    if not current_task or current_task.name != name:
+        return None
+    request = current_task.request
+    if request.called_directly or request.is_eager:
+        return None
+    return current_task
+
+
+@task(queue="fraud", retry=RETRY, example=_chunked_example, check=check_chunked)
+def analyze_fraud_patterns_chunked(
+    since: datetime, until: datetime, chunks: int = 4
+) -> dict[str, Any]:
+    """Analyse `[since, until)` as `chunks` equal time slices that workers run in parallel.
+
+    In a worker, this task replaces itself by a Celery chord: one
+    `analyze_fraud_patterns(since_i, until_i)` per slice on the fraud queue, then
+    `combine_fraud_slices` adds their results up. The result of this task's id is
+    that sum, shaped like `analyze_fraud_patterns`'s result (since, until, scanned,
+    findings, alerts_created, by_rule, emitted, notify_failed) plus `chunks`, and it
+    holds the same alerts as one analysis of the whole window would create. Nothing
+    waits on another task. Called in-process (or eagerly), the slices run here one
+    after the other. Naive datetimes are taken as UTC; the watermark is left alone.
+    """
+    slices = split_window(as_utc(since), as_utc(until), chunks)  # type: ignore[arg-type]
+    running = _running_in_worker(analyze_fraud_patterns_chunked.name)
+    if running is None:
+        return combine(analyse(a, b).as_dict() for a, b in slices)
+    header = [analyze_fraud_patterns.s(since=a.isoformat(), until=b.isoformat()) for a, b in slices]
+    return running.replace(chord(header, combine_fraud_slices.s()))  # type: ignore[no-any-return]
+
+
+@task(queue="fraud")
+def combine_fraud_slices(
+    results: Annotated[list[SliceResult], Field(min_length=1, max_length=MAX_CHUNKS)],
+) -> dict[str, Any]:
+    """The chord callback of `analyze_fraud_patterns_chunked`: the slices' results added up
+    (counts and by_rule summed, since/until spanning the slices, `chunks` = their number)."""
+    return combine(results)

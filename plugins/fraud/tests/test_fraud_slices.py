@@ -1,25 +1,29 @@
 """A window cut into time slices finds exactly the alerts of one analysis of the whole window,
-each in exactly one slice, bursts straddling the cuts included (SQLite and PostgreSQL)."""
+each in exactly one slice, bursts straddling the cuts included (SQLite and PostgreSQL);
+`analyze_fraud_patterns_chunked` and its chord callback."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fraud_testlib import SEED_NOW, T0, Bank, analyse
 from sqlalchemy import delete
 
 import plugins.fraud
+from core import TaskArgumentError
 from core.seed import seed
-from plugins.fraud import FraudAlert, RuleContext
+from plugins.fraud import FraudAlert, RuleContext, analyze_fraud_patterns_chunked
 from plugins.fraud.slices import MAX_CHUNKS, combine, split_window
+from plugins.fraud.tasks import combine_fraud_slices
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 US = timedelta(microseconds=1)
 SINCE, UNTIL = T0 - timedelta(days=2), T0 + timedelta(days=2)
 CHUNKINGS = (2, 3, 4, 7)
+CHUNKED = "fraud.analyze_fraud_patterns_chunked"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -192,3 +196,112 @@ def test_lookahead_until_us():
     assert ctx(T0 + 3 * HOUR).lookahead_until_us(hour_us) == until_us + hour_us
     assert ctx(T0 + 90 * MINUTE).lookahead_until_us(hour_us) == until_us + hour_us // 2
     assert ctx(T0).lookahead_until_us(hour_us) == until_us  # never before until
+
+
+# -- analyze_fraud_patterns_chunked -------------------------------------------------------
+
+
+def test_chunked_task_in_process_equals_one_analysis(bank):
+    plant_everywhere(bank)
+    whole = analyse(since=SINCE, until=UNTIL)
+    expected = stored(bank)
+    clear_alerts(bank)
+    result = analyze_fraud_patterns_chunked(since=SINCE, until=UNTIL, chunks=4)
+    assert result == {**whole, "chunks": 4}
+    assert stored(bank) == expected
+    again = analyze_fraud_patterns_chunked(since=SINCE.isoformat(), until=UNTIL, chunks=3)
+    assert again["alerts_created"] == 0 and again["findings"] == whole["findings"]
+
+
+def test_chunked_task_through_celery_eagerly(bank, fraud_app):
+    plant_around(bank, T0)
+    whole = analyse(since=SINCE, until=UNTIL)
+    expected = stored(bank)
+    clear_alerts(bank)
+    outcome = fraud_app.tasks[CHUNKED].apply(
+        kwargs={"since": SINCE.isoformat(), "until": UNTIL.isoformat(), "chunks": 2}
+    )
+    assert outcome.successful(), outcome.traceback
+    assert outcome.result == {**whole, "chunks": 2}
+    assert stored(bank) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"since": T0, "until": T0 + HOUR, "chunks": 0}, "chunks=0: give a number of slices"),
+        ({"since": T0, "until": T0 + HOUR, "chunks": 65}, "from 1 to 64"),
+        ({"since": T0, "until": T0}, f"{CHUNKED}: since=.* must be before until="),
+        ({"since": T0 + HOUR, "until": T0}, "must be before"),
+        ({"since": T0, "until": T0 + 3 * US}, "longer than 4 microseconds"),
+        ({"until": T0}, "missing a required argument: 'since'"),
+        ({"since": T0}, "missing a required argument: 'until'"),
+        ({"since": T0, "until": T0 + HOUR, "chunks": "many"}, "argument 'chunks'"),
+        ({"since": "0001-01-01T00:00:00+14:00", "until": T0}, "out of range"),
+    ],
+)
+def test_chunked_task_refuses_bad_arguments_before_sending(fraud_app, kwargs, message):
+    with pytest.raises(TaskArgumentError, match=message):
+        fraud_app.tasks[CHUNKED].delay(**kwargs)
+    with pytest.raises(TaskArgumentError, match=message):
+        analyze_fraud_patterns_chunked(**kwargs)
+
+
+def test_chunked_task_options(fraud_app):
+    celery_task = fraud_app.tasks[CHUNKED]
+    assert celery_task.route_queue == "fraud"
+    assert celery_task.max_retries == 3
+    assert celery_task.acks_late is True
+    callback = fraud_app.tasks["fraud.combine_fraud_slices"]
+    assert callback.route_queue == "fraud"
+
+
+def slice_result(since: datetime, until: datetime, **by_rule: int) -> dict:
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "from_watermark": False,
+        "scanned": 10,
+        "findings": sum(by_rule.values()) + 1,
+        "alerts_created": sum(by_rule.values()),
+        "by_rule": by_rule,
+        "emitted": 1,
+        "notify_failed": 0,
+    }
+
+
+def test_combine_adds_the_slices_up(fraud_app):
+    later = T0 + HOUR
+    parts = [
+        slice_result(later, later + HOUR, velocity=1, structuring=0),
+        slice_result(T0, later, velocity=2, large_transaction=3),
+    ]
+    assert combine_fraud_slices(results=parts) == {
+        "since": T0.isoformat(),
+        "until": (later + HOUR).isoformat(),
+        "from_watermark": False,
+        "scanned": 20,
+        "findings": 8,
+        "alerts_created": 6,
+        "by_rule": {"large_transaction": 3, "structuring": 0, "velocity": 3},
+        "emitted": 2,
+        "notify_failed": 0,
+        "chunks": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "results",
+    [[], [{"since": "x"}], [slice_result(T0, T0 + HOUR)] * (MAX_CHUNKS + 1)],
+    ids=["empty", "not-a-result", "too-many"],
+)
+def test_combine_refuses_what_is_not_slice_results(fraud_app, results):
+    with pytest.raises(TaskArgumentError, match="results"):
+        combine_fraud_slices(results=results)
+
+
+def test_naive_bounds_are_taken_as_utc(bank):
+    naive = datetime(2024, 5, 1, 0, 0)
+    result = analyze_fraud_patterns_chunked(since=naive, until=naive + HOUR, chunks=2)
+    assert result["since"] == naive.replace(tzinfo=UTC).isoformat()
+    assert result["chunks"] == 2
