@@ -105,12 +105,13 @@ def analyze_fraud_patterns_chunked(
 
     In a worker, this task replaces itself by a Celery chord: one
     `analyze_fraud_patterns(since_i, until_i)` per slice on the fraud queue, then
-    `combine_fraud_slices` adds their results up. The result of this task's id is
-    that sum, shaped like `analyze_fraud_patterns`'s result (since, until, scanned,
-    findings, alerts_created, by_rule, emitted, notify_failed) plus `chunks`, and it
-    holds the same alerts as one analysis of the whole window would create. Nothing
-    waits on another task. Called in-process (or eagerly), the slices run here one
-    after the other. Naive datetimes are taken as UTC; the watermark is left alone.
+    `combine_fraud_slices` adds their results up. That sum is stored as this task's
+    result (the chord's callback takes over its id), shaped like the result of
+    `analyze_fraud_patterns` (since, until, scanned, findings, alerts_created,
+    by_rule, emitted, notify_failed) plus `chunks`; the slices store the alerts one
+    analysis of the whole window would. No task waits on another. Called in-process
+    (or eagerly), the slices run here one after the other. Naive datetimes are taken
+    as UTC; the watermark is left alone.
     """
     slices = split_window(as_utc(since), as_utc(until), chunks)  # type: ignore[arg-type]
     running = _running_in_worker(analyze_fraud_patterns_chunked.name)
