@@ -3,16 +3,19 @@ on SQLite and PostgreSQL side by side, each against hand-written baselines.
 
 Plugin tasks are called in-process (`plugins.fraud.analyze_fraud_patterns(...)`,
 validated like a worker would), except the export, which runs in a fresh process
-per repetition so that its peak RSS is its own. The chunked fraud analysis goes
-through real workers (`celery -A core worker`, one and two processes).
+per repetition so that its peak RSS is its own. The chunked fraud analysis
+(`analyze_fraud_patterns_chunked`) goes through real workers (`celery -A core worker`,
+one and two processes).
 """
 
 # ruff: noqa: RUF001
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -554,52 +557,66 @@ def _machine_cpu() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
-def _alerts_by_rule(outs: list[dict[str, Any]]) -> dict[str, int]:
-    by_rule: dict[str, int] = {}
-    for o in outs:
-        for rule, n in o["by_rule"].items():
-            by_rule[rule] = by_rule.get(rule, 0) + n
-    return by_rule
+def _tree_cpu(root: int) -> float:
+    """CPU seconds used by process `root` and its descendants so far (reaped children
+    included, through cutime/cstime), from /proc; 0 if it is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        todo.extend(int(c) for c in children)
+    return total / tick
+
+
+def _our_cpu(worker_pid: int, backend: str) -> float:
+    """CPU seconds of this run's worker and, on PostgreSQL, of the bench's own server."""
+    used = _tree_cpu(worker_pid)
+    if backend == "postgresql":
+        from bench.pg import _cluster_dir
+
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid_file = _cluster_dir() / "data" / "postmaster.pid"
+            used += _tree_cpu(int(pid_file.read_text().split()[0]))
+    return used
+
+
+def _alert_keys(app: Any) -> set[tuple[str, str]]:
+    """(rule, dedup_key) of every stored alert."""
+    return {(r[0], r[1]) for r in _exec(app, "SELECT rule, dedup_key FROM fraud_alerts")}
 
 
 def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: int) -> None:
-    """The window as a Celery group of CHUNKS disjoint time slices, on 1 and on 2 worker processes.
+    """`analyze_fraud_patterns_chunked(since, until, chunks=CHUNKS)` over the 30-day window
+    on 1 and on 2 worker processes, against one `analyze_fraud_patterns` task on 1.
 
-    The fraud plugin has no chunking API, so the group is CHUNKS plain
-    `analyze_fraud_patterns(since, until)` tasks over disjoint slices. Burst rules
-    (velocity, structuring) only see rows before `until`, so a burst whose first
-    window straddles a slice boundary is missed; slices that read on to `until +
-    the longest rule window` find the same alerts as one task (run once here,
-    in-process, to show it).
+    The chunked task replaces itself by a chord of CHUNKS slice tasks and a callback
+    that adds them up; its result is that sum. The alerts it stores are compared with
+    those of the single task, key by key.
     """
-    from celery import group
-
     import plugins.fraud
 
     backend = ds.backend
     col = _col(backend)
     app = _make_app(ds.url, redis_url, tmp / f"var-chunks-{backend}", [plugins.fraud])
-    settings = app.runtime.settings_for("fraud")
-    lookahead = timedelta(
-        minutes=max(settings.velocity_window_minutes, settings.structuring_window_hours * 60)
-    )
     env_common = {"BANKTASKS_PLUGINS": "fraud", "LOG_LEVEL": "WARNING", "DATABASE_URL": ds.url}
     logdir = tmp / "logs"
     logdir.mkdir(exist_ok=True)
     since = NOW - timedelta(days=DAYS)
-    step = (NOW - since) / CHUNKS
-    slices = [(since + i * step, since + (i + 1) * step) for i in range(CHUNKS)]
-    overlapping = [(s, min(u + lookahead, NOW)) for s, u in slices]
+    single = plugins.fraud.analyze_fraud_patterns
+    chunked = plugins.fraud.analyze_fraud_patterns_chunked
 
-    _clear_alerts(app)
-    app.set_current()
-    with_lookahead = _alerts_by_rule(
-        [plugins.fraud.analyze_fraud_patterns(since=s, until=u) for s, u in overlapping]
-    )
     workers = {}
-    times: dict[str, list[float]] = {"whole_c1": [], "group_c1": [], "group_c2": []}
+    times: dict[str, list[float]] = {"whole_c1": [], "chunked_c1": [], "chunked_c2": []}
     machine_busy: list[float] = []
+    others: list[float] = []  # CPUs (of 2) used by other processes during the 2-process runs
     created: dict[str, dict[str, int]] = {}
+    keys: dict[str, set[tuple[str, str]]] = {}
     with ExitStack() as stack:
         for c in (1, 2):
             env = banktasks_env(tmp, redis_url, f"chunks-{backend}-c{c}", **env_common)
@@ -613,13 +630,8 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
             worker.consume(True)
             try:
                 for _ in range(2):
-                    tiny = [
-                        (NOW - timedelta(hours=i + 1), NOW - timedelta(hours=i))
-                        for i in range(CHUNKS)
-                    ]
-                    group(
-                        plugins.fraud.analyze_fraud_patterns.s(since=a, until=b) for a, b in tiny
-                    ).apply_async().get(timeout=300, interval=0.01)
+                    tiny = chunked.delay(since=NOW - timedelta(hours=CHUNKS), until=NOW)
+                    tiny.get(timeout=300, interval=0.01)
             finally:
                 worker.consume(False)
         for rep in range(reps):
@@ -631,24 +643,25 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
                 worker.consume(True)
                 time.sleep(1.2)  # the worker's blocking BRPOP on its idle queue times out after 1 s
                 try:
-                    cpu0 = _machine_cpu()
+                    cpu0, ours0 = _machine_cpu(), _our_cpu(worker.proc.proc.pid, backend)
                     started = time.perf_counter()
                     if config == "whole_c1":
-                        task = plugins.fraud.analyze_fraud_patterns.delay(since=since, until=NOW)
-                        outs = [task.get(timeout=900)]
+                        task = single.delay(since=since, until=NOW)
                     else:
-                        job = group(
-                            plugins.fraud.analyze_fraud_patterns.s(since=s, until=u)
-                            for s, u in slices
-                        )
-                        outs = job.apply_async().get(timeout=900, interval=0.01)
-                    times[config].append(time.perf_counter() - started)
-                    cpu1 = _machine_cpu()
-                    if config == "group_c2":
-                        machine_busy.append(1 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0]))
+                        task = chunked.delay(since=since, until=NOW, chunks=CHUNKS)
+                    out = task.get(timeout=900, interval=0.01)
+                    elapsed = time.perf_counter() - started
+                    times[config].append(elapsed)
+                    cpu1, ours1 = _machine_cpu(), _our_cpu(worker.proc.proc.pid, backend)
+                    if config == "chunked_c2":
+                        busy_share = 1 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
+                        machine_busy.append(busy_share)
+                        cpus = os.cpu_count() or 1
+                        others.append(max(0.0, busy_share * cpus - (ours1 - ours0) / elapsed))
                 finally:
                     worker.consume(False)
-                created[config] = _alerts_by_rule(outs)
+                created[config] = out["by_rule"]
+                keys[config] = _alert_keys(app)
             log(
                 f"chunks {backend} rep {rep + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
@@ -659,60 +672,62 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
         k: results.sample(f"chunks.{backend}.{k}", Sample(v, "s"), alerts_by_rule=created[k])
         for k, v in times.items()
     }
-    speedup = ratio(s["group_c1"], s["group_c2"])
+    speedup = ratio(s["chunked_c1"], s["chunked_c2"])
     busy = statistics.median(machine_busy)
     results.compare(
-        f"chunks.{backend}.speedup_2_workers", speedup, "", None, machine_cpu_busy=machine_busy
+        f"chunks.{backend}.speedup_2_workers",
+        speedup,
+        "",
+        None,
+        machine_cpu_busy=machine_busy,
+        other_processes_cpus=others,
     )
-    overhead = ratio(s["group_c1"], s["whole_c1"])
-    whole = created["whole_c1"]
-    same = with_lookahead == whole
+    overhead = ratio(s["chunked_c1"], s["whole_c1"])
+    whole = keys["whole_c1"]
+    differ = {
+        config: (len(keys[config] - whole), len(whole - keys[config]))
+        for config in ("chunked_c1", "chunked_c2")
+        if keys[config] != whole or created[config] != created["whole_c1"]
+    }
     results.compare(
         f"chunks.{backend}.alerts",
         {
-            "whole": whole,
-            "disjoint_slices": created["group_c2"],
-            "slices_with_lookahead": with_lookahead,
+            "whole": created["whole_c1"],
+            "chunked_c1": created["chunked_c1"],
+            "chunked_c2": created["chunked_c2"],
+            "alerts": len(whole),
+            "differ (extra, missing)": differ,
         },
         "same alerts",
-        same,
+        not differ,
     )
     results.row(
         "chunks.times",
-        f"fraud, {DAYS}-day window through workers: one task on 1 process | group of {CHUNKS} "
-        "disjoint time slices on 1 | on 2 processes",
+        f"fraud, {DAYS}-day window through workers: one task on 1 process | "
+        f"analyze_fraud_patterns_chunked, {CHUNKS} slices, on 1 | on 2 processes",
         col,
-        f"{fmt_seconds(s['whole_c1'].median)} | {fmt_sample(s['group_c1'])} | "
-        f"{fmt_sample(s['group_c2'])}",
+        f"{fmt_seconds(s['whole_c1'].median)} | {fmt_sample(s['chunked_c1'])} | "
+        f"{fmt_sample(s['chunked_c2'])}",
         section=SECTION,
     )
     results.row(
         "chunks.speedup",
-        "  speed-up with 2 processes (whole machine's CPU busy during it; group on 1 ÷ one task)",
+        "  speed-up with 2 processes (machine's CPU busy during it, and how many CPUs other "
+        "processes than the worker and its database used; chunked on 1 ÷ one task)",
         col,
-        f"{fmt_ratio(speedup)} ({busy:.0%} busy; {fmt_num(overhead['ratio'])}×)",
+        f"{fmt_ratio(speedup)} ({busy:.0%} busy, others "
+        f"{fmt_num(statistics.median(others), 2)} CPU; {fmt_num(overhead['ratio'])}×)",
         section=SECTION,
     )
-    missing = {
-        k: v - created["group_c2"].get(k, 0)
-        for k, v in whole.items()
-        if created["group_c2"].get(k, 0) != v
-    }
     results.row(
         "chunks.alerts",
-        "  alerts of the disjoint slices vs one task; slices reading "
-        f"{lookahead.total_seconds() / 3600:g} h "
-        "past their end",
+        "  alerts of the chunked analysis vs one task's, key by key",
         col,
-        (
-            "disjoint: same"
-            if not missing
-            else "disjoint: miss " + ", ".join(f"{v} {k}" for k, v in missing.items())
-        )
-        + "; read-ahead: "
-        + ("same as one task" if same else f"DIFFER: {with_lookahead} vs {whole}"),
+        f"same {len(whole):,} alerts"
+        if not differ
+        else "DIFFER: " + "; ".join(f"{c}: {x} extra, {m} missing" for c, (x, m) in differ.items()),
         "same alerts",
-        not missing,
+        not differ,
         section=SECTION,
     )
 
