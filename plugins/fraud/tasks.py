@@ -97,7 +97,13 @@ def _running_in_worker(name: str | None) -> Any | None:
     return current_task
 
 
-@task(queue="fraud", retry=RETRY, example=_chunked_example, check=check_chunked)
+@task(
+    queue="fraud",
+    retry=RETRY,
+    example=_chunked_example,
+    check=check_chunked,
+    track_started=True,  # its id shows STARTED until the chord's callback stores the sum
+)
 def analyze_fraud_patterns_chunked(
     since: datetime, until: datetime, chunks: int = 4
 ) -> dict[str, Any]:

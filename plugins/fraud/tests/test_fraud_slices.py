@@ -252,6 +252,7 @@ def test_chunked_task_options(fraud_app):
     assert celery_task.route_queue == "fraud"
     assert celery_task.max_retries == 3
     assert celery_task.acks_late is True
+    assert celery_task.track_started is True  # STARTED while the slices run
     callback = fraud_app.tasks["fraud.combine_fraud_slices"]
     assert callback.route_queue == "fraud"
 
