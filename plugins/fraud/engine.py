@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core import TaskArgumentError, current, get_logger
-from core.db import to_micros, utcnow
+from core.db import dialect_insert, to_micros, utcnow
 from core.models import Transaction
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
 from plugins.fraud.rules import Finding, Rule, RuleContext, collect_rules, select_rules
@@ -74,11 +74,8 @@ def resolve_window(
 
 def _insert_statement(dialect: str) -> Any:
     """INSERT … ON CONFLICT (rule, dedup_key) DO NOTHING RETURNING the new rows only."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(FraudAlert)
+        dialect_insert(dialect)(FraudAlert)
         .on_conflict_do_nothing(index_elements=["rule", "dedup_key"])
         .returning(FraudAlert)
     )

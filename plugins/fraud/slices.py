@@ -9,11 +9,11 @@ finds, each pattern in exactly one slice (see `plugins.fraud.builtin`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from core.db import from_micros, to_micros
 
@@ -40,11 +40,24 @@ def split_window(since: datetime, until: datetime, chunks: int) -> list[tuple[da
     return [(from_micros(a), from_micros(b)) for a, b in pairwise(cuts)]
 
 
+def _in_utc(moment: datetime) -> datetime:
+    """Naive moments are UTC (as the task's results are); aware ones are converted."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
+
+
+UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class SliceResult(BaseModel):
     """The part of one slice's `analyze_fraud_patterns` result that is added up."""
 
-    since: datetime
-    until: datetime
+    since: UTCMoment
+    until: UTCMoment
     scanned: int = Field(ge=0)
     findings: int = Field(ge=0)
     alerts_created: int = Field(ge=0)

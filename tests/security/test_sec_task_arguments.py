@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from tests.security.conftest import USERS, Outcome, SecApp
 
 FRAUD = "fraud.analyze_fraud_patterns"
+CHUNKED = "fraud.analyze_fraud_patterns_chunked"
+COMBINE = "fraud.combine_fraud_slices"
 REPORTS = "reports.generate_daily_reports"
 NOTIFY = "notifications.send_email_notification"
 ADMIN = "notifications.send_admin_email"
@@ -193,6 +195,65 @@ FRAUD_ARGS = arguments(
 @given(kwargs=FRAUD_ARGS)
 def test_fraud_any_arguments(sec_app: SecApp, kwargs: dict[str, Any]) -> None:
     observe(sec_app.check(FRAUD, kwargs))
+
+
+# --- fraud.analyze_fraud_patterns_chunked(since, until, chunks=4) ---------------------
+
+CHUNKED_ARGS = arguments(
+    {
+        "since": recent_moments(),
+        "until": recent_moments(),
+        "chunks": st.integers(min_value=1, max_value=8),
+    },
+    {
+        "since": MOMENTS_BAD,
+        "until": MOMENTS_BAD,
+        "chunks": st.one_of(ABSURD_INTS, st.integers(min_value=65, max_value=10**6), FLOATS),
+    },
+    required=("since", "until"),
+)
+
+
+@PROPERTY
+@given(kwargs=CHUNKED_ARGS)
+def test_fraud_chunked_any_arguments(sec_app: SecApp, kwargs: dict[str, Any]) -> None:
+    observe(sec_app.check(CHUNKED, kwargs))
+
+
+# --- fraud.combine_fraud_slices(results) (the chord's callback) ----------------------
+
+COUNTS = st.integers(min_value=0, max_value=10**6)
+SLICE_RESULT = st.fixed_dictionaries(
+    {
+        "since": recent_moments().map(lambda d: d.isoformat()),
+        "until": recent_moments().map(lambda d: d.isoformat()),
+        "scanned": COUNTS,
+        "findings": COUNTS,
+        "alerts_created": COUNTS,
+        "by_rule": st.dictionaries(st.sampled_from(["velocity", "large_transaction"]), COUNTS),
+        "emitted": COUNTS,
+        "notify_failed": COUNTS,
+    }
+)
+COMBINE_ARGS = arguments(
+    {"results": st.lists(SLICE_RESULT, min_size=1, max_size=4)},
+    {
+        "results": st.one_of(
+            st.just([]),
+            st.lists(JUNK, min_size=1, max_size=3),
+            st.lists(SLICE_RESULT, min_size=65, max_size=65),
+            SLICE_RESULT.map(lambda r: [{**r, "scanned": -1}]),
+            SLICE_RESULT.map(lambda r: [{**r, "by_rule": {"velocity": "many"}}]),
+        )
+    },
+    required=("results",),
+)
+
+
+@PROPERTY
+@given(kwargs=COMBINE_ARGS)
+def test_fraud_combine_any_arguments(sec_app: SecApp, kwargs: dict[str, Any]) -> None:
+    observe(sec_app.check(COMBINE, kwargs))
 
 
 # --- reports.generate_daily_reports(report_date=None, formats=None) -----------------

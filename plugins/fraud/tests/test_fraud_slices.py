@@ -5,7 +5,7 @@ each in exactly one slice, bursts straddling the cuts included (SQLite and Postg
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fraud_testlib import SEED_NOW, T0, Bank, analyse
@@ -289,6 +289,18 @@ def test_combine_adds_the_slices_up(fraud_app):
         "notify_failed": 0,
         "chunks": 2,
     }
+
+
+def test_combine_takes_naive_bounds_as_utc_and_converts_offsets(fraud_app):
+    """Found by the property test in tests/security: mixed naive and aware bounds."""
+    aware = slice_result(T0, T0 + HOUR)
+    naive = {**slice_result(T0 + HOUR, T0 + 2 * HOUR), "since": (T0 + HOUR).replace(tzinfo=None)}
+    plus_two = timezone(timedelta(hours=2))
+    shifted = {**naive, "since": (T0 + HOUR).astimezone(plus_two).isoformat()}
+    for second in (naive, shifted):
+        combined = combine_fraud_slices(results=[aware, second])
+        assert combined["since"] == T0.isoformat()
+        assert combined["until"] == (T0 + 2 * HOUR).isoformat()
 
 
 @pytest.mark.parametrize(
