@@ -357,73 +357,109 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd
 
 
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server for the session; yields a URL without database name."""
+class PgCluster:
+    """A PostgreSQL cluster of its own (Debian's server binaries), which a test may stop and
+    start at will. Under a temp dir outside pytest's (that one is private to root, and
+    postgres must not be root)."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.base = Path(tempfile.mkdtemp(prefix="banktasks-pg-"))
+        self.data = self.base / "data"
+        self.sockets = self.base / "sock"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            _as_postgres([str(self.bindir / args[0]), *args[1:]]),
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def init(self) -> PgCluster:
+        """initdb and start."""
+        self.data.mkdir()
+        self.sockets.mkdir()
+        if os.geteuid() == 0:
+            for path in (self.base, self.data, self.sockets):
+                shutil.chown(path, "postgres")
+            os.chmod(self.base, 0o755)
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        return self.start()
+
+    def start(self) -> PgCluster:
+        """Start the server and wait until it accepts connections."""
+        opts = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.base / "pg.log"),
+            "-w",
+            "start",
+        )
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: disconnect clients, clean shutdown)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def create_database(self) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        from sqlalchemy import create_engine, text
+
+        name = f"rel_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(f"{self.url}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return f"{self.url}/{name}"
+
+    def destroy(self) -> None:
+        """Stop (immediately) and remove the cluster."""
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def require_pg_bindir() -> Path:
+    """The server binaries; skip the test without them (fail with BANKTASKS_REQUIRE_POSTGRES=1)."""
     bindir = _pg_bindir()
-    required = os.environ.get("BANKTASKS_REQUIRE_POSTGRES") == "1"
     if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
         message = "no PostgreSQL server binaries (apt-get install postgresql)"
-        if required:
+        if os.environ.get("BANKTASKS_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    # Not under pytest's tmp dir: that one is private to root, and postgres must not be root.
-    base = Path(tempfile.mkdtemp(prefix="banktasks-pg-"))
-    data, sockets = base / "data", base / "sock"
-    data.mkdir()
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(data, "postgres")
-        shutil.chown(sockets, "postgres")
-        os.chmod(base, 0o755)
-    port = free_port()
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    opts = (
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                opts,
-                "-l",
-                str(base / "pg.log"),
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session; yields a URL without database name."""
+    cluster = PgCluster(require_pg_bindir()).init()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield cluster.url
     finally:
-        subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-            capture_output=True,
-        )
+        cluster.destroy()
 
 
 @pytest.fixture

@@ -11,12 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from core.testing import SMTPRecorder, _as_postgres, _pg_bindir, free_port
+from core.testing import PgCluster, SMTPRecorder, require_pg_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = Path(
@@ -104,97 +100,9 @@ def stalling_smtp() -> Iterator[StallingSMTP]:
     server.stop()
 
 
-class PgCluster:
-    """A PostgreSQL cluster of its own, which a test may stop and start at will."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.base = Path(tempfile.mkdtemp(prefix="banktasks-relpg-"))
-        self.data = self.base / "data"
-        self.sockets = self.base / "sock"
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            _as_postgres([str(self.bindir / args[0]), *args[1:]]),
-            check=check,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def init(self) -> PgCluster:
-        """initdb and start."""
-        self.data.mkdir()
-        self.sockets.mkdir()
-        if os.geteuid() == 0:
-            for path in (self.base, self.data, self.sockets):
-                shutil.chown(path, "postgres")
-            os.chmod(self.base, 0o755)
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        )
-        return self.start()
-
-    def start(self) -> PgCluster:
-        """Start the server and wait until it accepts connections."""
-        opts = (
-            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            opts,
-            "-l",
-            str(self.base / "pg.log"),
-            "-w",
-            "start",
-        )
-        return self
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server (`fast`: disconnect clients, clean shutdown)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
-
-    def create_database(self) -> str:
-        """A new empty database; returns its SQLAlchemy URL."""
-        from sqlalchemy import create_engine, text
-
-        name = f"rel_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(f"{self.url}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return f"{self.url}/{name}"
-
-    def destroy(self) -> None:
-        """Stop (immediately) and remove the cluster."""
-        self.stop("immediate")
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
 @pytest.fixture
 def pg_cluster() -> Iterator[PgCluster]:
-    """A private PostgreSQL cluster (skipped without server binaries, unless required)."""
-    bindir = _pg_bindir()
-    if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
-        message = "no PostgreSQL server binaries (apt-get install postgresql)"
-        if os.environ.get("BANKTASKS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = PgCluster(bindir).init()
+    """A private PostgreSQL cluster that the test may stop and start."""
+    cluster = PgCluster(require_pg_bindir()).init()
     yield cluster
     cluster.destroy()
