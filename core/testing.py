@@ -341,7 +341,8 @@ def smtp_server() -> Iterator[SMTPRecorder]:
     server.stop()
 
 
-def _pg_bindir() -> Path | None:
+def pg_bindir() -> Path | None:
+    """Where PostgreSQL's server binaries are (Debian's /usr/lib/postgresql/N/bin), if any."""
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent
@@ -351,7 +352,8 @@ def _pg_bindir() -> Path | None:
     return None
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
+def as_postgres(cmd: list[str]) -> list[str]:
+    """`cmd` run as user postgres when we are root (the server refuses to run as root)."""
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
     return cmd
@@ -359,46 +361,58 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 class PgCluster:
     """A PostgreSQL cluster of its own (Debian's server binaries), which a test may stop and
-    start at will. Under a temp dir outside pytest's (that one is private to root, and
-    postgres must not be root)."""
+    start at will. By default under a new temp dir outside pytest's (that one is private
+    to root, and postgres must not be root); with `base`, a kept cluster that `init()`
+    creates once and starts again on later runs (the benchmarks' seeded databases).
+    Durability is off (fsync, synchronous_commit, full_page_writes): it is not tested."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, base: Path | None = None) -> None:
         self.bindir = bindir
-        self.base = Path(tempfile.mkdtemp(prefix="banktasks-pg-"))
+        self.base = base or Path(tempfile.mkdtemp(prefix="banktasks-pg-"))
         self.data = self.base / "data"
         self.sockets = self.base / "sock"
         self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            _as_postgres([str(self.bindir / args[0]), *args[1:]]),
+            as_postgres([str(self.bindir / args[0]), *args[1:]]),
             check=check,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
         )
 
     def init(self) -> PgCluster:
-        """initdb and start."""
-        self.data.mkdir()
-        self.sockets.mkdir()
+        """initdb (unless the cluster exists already) and start."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self.data.exists() and not (self.data / "PG_VERSION").exists():
+            shutil.rmtree(self.data)  # an initdb that did not finish
+        fresh = not self.data.exists()
+        self.data.mkdir(exist_ok=True)
+        self.sockets.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             for path in (self.base, self.data, self.sockets):
                 shutil.chown(path, "postgres")
             os.chmod(self.base, 0o755)
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        )
+        if fresh:
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                timeout=120,
+            )
+        elif (self.data / "postmaster.pid").exists():  # left running by an interrupted run
+            self.stop()
         return self.start()
 
     def start(self) -> PgCluster:
@@ -416,13 +430,18 @@ class PgCluster:
             "-l",
             str(self.base / "pg.log"),
             "-w",
+            "-t",
+            "60",
             "start",
+            timeout=90,
         )
         return self
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`fast`: disconnect clients, clean shutdown)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False, timeout=120
+        )
 
     def create_database(self) -> str:
         """A new empty database; returns its SQLAlchemy URL."""
@@ -443,7 +462,7 @@ class PgCluster:
 
 def require_pg_bindir() -> Path:
     """The server binaries; skip the test without them (fail with BANKTASKS_REQUIRE_POSTGRES=1)."""
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
         message = "no PostgreSQL server binaries (apt-get install postgresql)"
         if os.environ.get("BANKTASKS_REQUIRE_POSTGRES") == "1":
