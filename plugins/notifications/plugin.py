@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 
 from core import ConfigError, get_logger, hookimpl
@@ -62,8 +63,6 @@ def _check_lease_fits_retries(app: Any, settings: Any) -> None:
     timeout (core caps them), so the retries must add up to the lease, or that e-mail
     would give up and never be sent. Only a low BROKER_VISIBILITY_TIMEOUT can fail this.
     """
-    import math
-
     from plugins.notifications.sending import MAX_RETRIES, lease_for
 
     timeout = app.conf.broker_transport_options.get("visibility_timeout")
