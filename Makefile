@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format typecheck bench readme clean
+.PHONY: demo test test-fast lint format typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# what pip does for an installed package (not for an editable one): bytecode ahead of
 	# time, so a process does not compile the project at start-up (with PYTHONDONTWRITEBYTECODE
 	# set it would compile it at every start: ~80 ms of a worker's ready time)
-	$(BIN)/python -m compileall -q core plugins config > /dev/null
+	$(BIN)/python -m compileall -q core plugins config banktasks_testing > /dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,9 +25,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+# ruff, the import contracts (layers, plugin independence), mypy on the core, the docs build
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy core
+	$(MAKE) docs
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -36,8 +40,8 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy core
 
-readme:
-	$(PYTHON) scripts/sync_readme.py
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

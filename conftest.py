@@ -1,3 +1,5 @@
-"""Root conftest: every test (core and plugins) gets the banktasks fixtures."""
+"""Root conftest. The testing kit's fixtures come from its pytest11 entry point
+(`banktasks_testing.plugin`), as they do for any plugin author; pytester (opt-in, as
+in pytest itself) runs the kit's own tests in fresh pytest sessions."""
 
-pytest_plugins = ["core.testing"]
+pytest_plugins = ["pytester"]

@@ -2,7 +2,7 @@
 
 `celery -A bench.bare_app worker` with BENCH_BROKER_URL (and BENCH_BARE_CONF=mirror|minimal).
 
-`mirror` copies every setting of `core.app.create_app` that changes per-task work
+`mirror` copies every setting of `core.create_app` that changes per-task work
 (JSON only, acks_late + reject_on_worker_lost, prefetch 1, track_started and
 task events (both off by default), result_extended, visibility timeout), so the
 comparison measures the framework, not a configuration choice; `bench.celery_bench`

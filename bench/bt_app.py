@@ -14,8 +14,7 @@ from bench import noop_plugin
 
 def make_app(**overrides: Any) -> Any:
     """create_app(load_settings(**overrides), plugins=[bench.noop_plugin])."""
-    from core.app import create_app
-    from core.settings import load_settings
+    from core import create_app, load_settings
 
     return create_app(load_settings(**overrides), plugins=[noop_plugin])
 

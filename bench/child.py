@@ -30,8 +30,7 @@ def main() -> None:
 
     configure_logging("console", "WARNING")
     import plugins.export
-    from core.app import create_app
-    from core.settings import load_settings
+    from core import create_app, load_settings
 
     app = create_app(
         load_settings(
@@ -41,7 +40,7 @@ def main() -> None:
             banktasks_config=os.path.join(spec["var_dir"], "none.toml"),
             log_level="WARNING",
         ),
-        plugins=[plugins.export],
+        plugins=["export"],
     )
     app.runtime.db.create_all()
     before = vm_hwm_kb()

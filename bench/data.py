@@ -1,4 +1,4 @@
-"""The benchmark data sets, written by `core.seed.seed` and cached between runs.
+"""The benchmark data sets, written by `core.default_plugins.seed.seed` and cached between runs.
 
 - `main`: N transactions (1,000,000; 100,000 with --quick) over 30 days on
   10,001 accounts (8,305 users, seed 7, planted fraud patterns), for fraud and
@@ -54,8 +54,7 @@ def users_for(kind: str) -> int:
 
 def _create_all_tables(url: str, redis_url: str, var: Path) -> None:
     """Every enabled plugin's tables too (fraud alerts, reports, exports, notifications)."""
-    from core.app import create_app
-    from core.settings import load_settings
+    from core import create_app, load_settings
 
     app = create_app(
         load_settings(
@@ -71,7 +70,7 @@ def _create_all_tables(url: str, redis_url: str, var: Path) -> None:
 
 def sqlite_dataset(kind: str, rows: int, redis_url: str, tmp: Path) -> Dataset:
     from core.db import Database
-    from core.seed import seed
+    from core.default_plugins.seed import seed
 
     key = data_key()
     path = DATA / f"sqlite-{kind}-{rows}-{key}.db"
@@ -105,7 +104,7 @@ def pg_dataset(server: Any, kind: str, rows: int, redis_url: str, tmp: Path) -> 
     from sqlalchemy import create_engine, text
 
     from core.db import Database
-    from core.seed import seed
+    from core.default_plugins.seed import seed
 
     key = data_key()
     name = f"bench_{kind}_{rows}_{key}"

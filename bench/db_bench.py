@@ -70,8 +70,7 @@ def _micros(moment: datetime) -> int:
 
 
 def _make_app(url: str, redis_url: str, var: Path, plugins: list[Any] | None) -> Any:
-    from core.app import create_app
-    from core.settings import load_settings
+    from core import create_app, load_settings
 
     var.mkdir(parents=True, exist_ok=True)
     app = create_app(
@@ -148,7 +147,7 @@ def run_fraud(
 
     backend = ds.backend
     col = _col(backend)
-    app = _make_app(ds.url, redis_url, tmp / f"var-fraud-{backend}", [plugins.fraud])
+    app = _make_app(ds.url, redis_url, tmp / f"var-fraud-{backend}", ["fraud"])
     times: dict[int, list[float]] = {d: [] for d in SCALE_DAYS}
     scanned: dict[int, int] = {}
     alerts: dict[int, int] = {}
@@ -603,7 +602,7 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
 
     backend = ds.backend
     col = _col(backend)
-    app = _make_app(ds.url, redis_url, tmp / f"var-chunks-{backend}", [plugins.fraud])
+    app = _make_app(ds.url, redis_url, tmp / f"var-chunks-{backend}", ["fraud"])
     env_common = {"BANKTASKS_PLUGINS": "fraud", "LOG_LEVEL": "WARNING", "DATABASE_URL": ds.url}
     logdir = tmp / "logs"
     logdir.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""A PostgreSQL server for the benchmarks, from Debian's packages (as core.testing starts one).
+"""A PostgreSQL server for the benchmarks, from Debian's packages (as the testing kit starts one).
 
 The cluster lives in bench/.data/pg/ (or /var/tmp/banktasks-bench-pg when user
 postgres cannot enter the clone's directory) and is kept between runs (seeding a million
@@ -16,8 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from banktasks_testing import PgCluster, pg_bindir
 from bench.util import DATA, log
-from core.testing import PgCluster, pg_bindir
 
 
 class PgUnavailable(RuntimeError):
@@ -36,7 +36,7 @@ def _cluster_dir() -> Path:
 
 
 class PgServer:
-    """The kept benchmark cluster (`core.testing.PgCluster` with a `base`), started for a run."""
+    """The kept benchmark cluster (`banktasks_testing.PgCluster`, `base=`), started for a run."""
 
     def __init__(self, base: Path | None = None) -> None:
         self.base = base or _cluster_dir()

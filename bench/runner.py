@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="banktasks-bench-"))
     log(f"scratch directory {tmp}")
 
-    from core.broker import EmbeddedValkey
+    from core.default_plugins.broker import EmbeddedValkey
 
     with ExitStack() as stack:
         valkey = EmbeddedValkey(tmp / "broker")

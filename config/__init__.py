@@ -1,7 +1,7 @@
 """Compatibility with the seed document's commands: `celery -A config worker|beat|flower`.
 
-The seed ran Celery as `-A config`; banktasks' app is `core.app`. This module
-only points there, so `celery -A config inspect active` works verbatim too.
+The seed ran Celery as `-A config`; banktasks' default app is `core.celery.app`.
+This package only points there, so `celery -A config inspect active` works verbatim.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"app", "celery"}:
-        from core.app import get_app_for_celery
+    if name == "app":
+        from core.celery import default_app
 
-        return get_app_for_celery()
+        return default_app()
     raise AttributeError(f"module 'config' has no attribute {name!r}")

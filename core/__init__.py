@@ -1,55 +1,64 @@
 """banktasks core: a thin Celery app built from pluggy plugins.
 
-Plugin authors import from here: `hookimpl`, `hookspec`, `task`, `RetryPolicy`,
-`Schedule`, `PluginSettings`, `current`, `session_scope`, `get_logger`.
-`celery -A core worker` finds the app as `core.app` (built lazily).
+This package is the plugin API: everything a plugin may use is exported here,
+or by one of the documented modules `core.db` (engine, money and time columns),
+`core.models` (User, Account, Transaction), `core.files` (atomic files),
+`core.logging` (redaction) and `core.validators` (shared setting and argument
+checks). Importing `core` builds no app; the default app is `core.celery.app`
+(`celery -A core worker` finds it, and `from core import app` returns it).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from core.errors import (
     BanktasksError,
     ConfigError,
+    NoAppError,
     PluginDisabledError,
     TaskArgumentError,
     UnknownTaskError,
 )
+from core.factory import BanktasksCelery, BanktasksTask, create_app
 from core.logging import get_logger
 from core.markers import hookimpl, hookspec
+from core.plugins import Contribution, HookOutcome, PluginSet
 from core.ratelimit import SubmissionRateLimited, SubmitLimit
 from core.retry import RetryPolicy
-from core.runtime import Runtime, current
+from core.runtime import Runtime, current, current_app
 from core.schedule import Schedule
-from core.settings import PluginSettings, Settings, load_settings
+from core.settings import CommaList, PluginSettings, Settings, load_settings
 from core.taskdef import TaskDef, task
 
 
-def session_scope() -> Any:
+def session_scope() -> AbstractContextManager[Session]:
     """A commit-or-rollback database session on the current app's database."""
     return current().db.session()
 
 
-def create_app(*args: Any, **kwargs: Any) -> Any:
-    """Build a Celery app from settings and plugins (see `core.app.create_app`)."""
-    from core.app import create_app as _create_app
-
-    return _create_app(*args, **kwargs)
-
-
 def __getattr__(name: str) -> Any:
-    if name in {"app", "celery"}:
-        from core.app import get_app_for_celery
+    if name == "app":  # Celery's `-A core` and `from core import app`: the default app
+        from core.celery import default_app
 
-        return get_app_for_celery()
+        return default_app()
     raise AttributeError(f"module 'core' has no attribute {name!r}")
 
 
 __all__ = [
+    "BanktasksCelery",
     "BanktasksError",
+    "BanktasksTask",
+    "CommaList",
     "ConfigError",
+    "Contribution",
+    "HookOutcome",
+    "NoAppError",
     "PluginDisabledError",
+    "PluginSet",
     "PluginSettings",
     "RetryPolicy",
     "Runtime",
@@ -62,6 +71,7 @@ __all__ = [
     "UnknownTaskError",
     "create_app",
     "current",
+    "current_app",
     "get_logger",
     "hookimpl",
     "hookspec",

@@ -21,3 +21,7 @@ class PluginDisabledError(BanktasksError, ImportError):
 
 class UnknownTaskError(BanktasksError, LookupError):
     """No enabled plugin registers a task of that name."""
+
+
+class NoAppError(BanktasksError, RuntimeError):
+    """Code that needs a banktasks app ran in a process that has none."""

@@ -2,22 +2,33 @@
 
 Plugins that want hooks of their own (fraud rules, report formats, …) add them
 through `register_hookspecs`, the way pytest plugins use `pytest_addhooks`.
+The default plugins (dead letters, Flower, embedded broker, demo, seed) use
+these same hooks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.markers import hookspec
 
 if TYPE_CHECKING:
     import click
     import pluggy
-    from celery import Celery
+    from celery import Celery, Task
 
     from core.schedule import Schedule
     from core.settings import PluginSettings, Settings
     from core.taskdef import TaskDef
+
+
+class Broker(Protocol):
+    """A broker a plugin runs for the app (see `register_broker`)."""
+
+    url: str
+
+    def start(self) -> None:
+        """Make sure the broker is up (idempotent); called before the first connection."""
 
 
 @hookspec
@@ -49,11 +60,29 @@ def register_schedule(settings: PluginSettings) -> list[Schedule]:
     return []
 
 
+@hookspec(firstresult=True)
+def register_broker(settings: Settings) -> Broker | None:
+    """Return the broker to use when `REDIS_URL` is unset: an object with a `url` and a
+    `start()` that the app calls once before its first connection. The first plugin
+    that returns one wins; the default `broker` plugin runs an embedded Valkey."""
+    return None
+
+
 @hookspec
 def configure_app(app: Celery, settings: Settings) -> None:
-    """Have the last word on the Celery app (routes, queues, signals), after the core."""
+    """Have the last word on the Celery app (routes, queues, signals), after the core.
+
+    Raise `core.ConfigError` to stop start-up with one clear line.
+    """
 
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands to the `banktasks` command line."""
+
+
+@hookspec
+def on_task_failed(task: Task, task_id: str, exception: BaseException, kwargs: Any) -> None:
+    """Called in the worker when a banktasks task failed for good: retries exhausted,
+    an error its retry policy does not list, or invalid arguments. `kwargs` are the
+    task's arguments as sent. Must not raise (an error is logged and ignored)."""

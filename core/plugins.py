@@ -1,7 +1,10 @@
-"""Build the plugin manager: load `banktasks` entry points, apply allow/deny lists.
+"""Build the plugin manager: default plugins, `banktasks` entry points, allow/deny lists.
 
-`BANKTASKS_PLUGINS=fraud,health` loads only those; `BANKTASKS_DISABLE=export`
-blocks one (pluggy's `set_blocked`). A blocked plugin is never imported.
+`BANKTASKS_PLUGINS=fraud,health` loads only those installed plugins;
+`BANKTASKS_DISABLE=export` blocks one (pluggy's `set_blocked`), a default
+plugin included (`BANKTASKS_DISABLE=deadletters`). A blocked plugin is never imported.
+The default plugins are named here by module path only: they are imported when
+an app is built, never by this module (the way llm and pytest load their built-ins).
 """
 
 from __future__ import annotations
@@ -20,7 +23,27 @@ from core.logging import get_logger
 from core.markers import PROJECT
 
 ENTRY_POINT_GROUP = "banktasks"
+DEFAULT_PLUGINS = {
+    "broker": "core.default_plugins.broker",
+    "deadletters": "core.default_plugins.deadletters",
+    "flower": "core.default_plugins.flower",
+    "demo": "core.default_plugins.demo",
+}
 log = get_logger(__name__)
+
+PluginSpec = str | object | tuple[str, object]
+"""What `create_app(plugins=[...])` takes: an installed plugin's entry-point name,
+a module or object (named by its `banktasks_name`, else its `__name__`'s last
+part), or an explicit `(name, module)` pair."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One object a plugin returned from a `register_*` hook, with the plugin's name."""
+
+    plugin: str
+    name: str
+    obj: Any
 
 
 @dataclass(frozen=True)
@@ -116,7 +139,18 @@ class PluginSet:
         `check(plugin, obj)` may add rules of the owning plugin. A broken object
         or a name registered twice is a ConfigError naming the plugin(s).
         """
-        found: dict[str, Any] = {}
+        return {c.name: c.obj for c in self.contributions(hook_name, what, methods, check)}
+
+    def contributions(
+        self,
+        hook_name: str,
+        what: str,
+        methods: tuple[str, ...] = (),
+        check: Callable[[str, Any], None] | None = None,
+    ) -> list[Contribution]:
+        """Like `collect_named`, keeping which plugin registered each object (a rule or a
+        check gets its own plugin's settings from that)."""
+        found: dict[str, Contribution] = {}
         owners: dict[str, str] = {}
         for impl in self._impls(hook_name):
             plugin = impl.plugin_name
@@ -136,9 +170,9 @@ class PluginSet:
                         f"{what} {name!r} is registered twice (by plugins {owners[name]!r} and "
                         f"{plugin!r}); disable one of them or rename it"
                     )
-                found[name] = obj
+                found[name] = Contribution(plugin, name, obj)
                 owners[name] = plugin
-        return found
+        return list(found.values())
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -151,8 +185,9 @@ def new_plugin_manager() -> pluggy.PluginManager:
 def plugin_name_of(obj: object) -> str:
     """The name a directly registered plugin object goes by.
 
-    A module or object may say `name = "acme"`; otherwise the last part of its
-    `__name__` is used (`plugins.fraud` → `fraud`).
+    A module or object may say `banktasks_name = "acme"` (an object may also say
+    `name = "acme"`); otherwise the last part of its `__name__` is used
+    (`acme_rules` → `acme_rules`). Pass `("acme", module)` to name it in the call.
     """
     explicit = getattr(obj, "banktasks_name", None) or (
         getattr(obj, "name", None) if not isinstance(obj, ModuleType) else None
@@ -178,41 +213,69 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
     return f"{dist.metadata['Name']} (entry point)", dist.version
 
 
-def _load(name: str, ep: importlib.metadata.EntryPoint) -> Any:
+def _load(name: str, target: Any) -> Any:
+    """The plugin object: an entry point or a default plugin's module path is imported."""
+    if isinstance(target, importlib.metadata.EntryPoint):
+        load, where = target.load, f"entry point {target.value}"
+    elif isinstance(target, str):
+        load, where = (lambda: importlib.import_module(target)), f"module {target}"
+    else:
+        return target
     try:
-        return ep.load()
+        return load()
     except Exception as exc:
         raise ConfigError(
-            f"plugin {name!r} (entry point {ep.value}) failed to load: "
+            f"plugin {name!r} ({where}) failed to load: "
             f"{type(exc).__name__}: {exc}; fix or uninstall it, or set BANKTASKS_DISABLE={name}"
         ) from exc
+
+
+def _named(spec: PluginSpec, eps: dict[str, importlib.metadata.EntryPoint]) -> tuple[str, Any]:
+    """`(name, target)` for one item of `plugins=[...]` (target: an object or an entry point)."""
+    if isinstance(spec, str):
+        if spec not in eps:
+            raise ConfigError(
+                f"plugins=[{spec!r}]: no installed plugin (entry point group "
+                f"{ENTRY_POINT_GROUP!r}) has that name; installed: {', '.join(sorted(eps)) or '-'}"
+            )
+        return spec, eps[spec]
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+        return spec[0], spec[1]
+    return plugin_name_of(spec), spec
 
 
 def build_plugin_set(
     allow: Sequence[str] | None = None,
     deny: Sequence[str] | None = None,
-    plugins: Iterable[object] | None = None,
+    plugins: Iterable[PluginSpec] | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> PluginSet:
     """Create the plugin manager.
 
-    With `plugins` given, exactly those objects are registered (tests do this);
-    otherwise every installed `banktasks` entry point is, minus the blocked ones.
-    Unknown names in the allow or deny list are a ConfigError.
+    With `plugins` given, exactly those are registered (tests do this): entry-point
+    names, `(name, module)` pairs or objects; otherwise every installed `banktasks`
+    entry point is. The default plugins (`defaults`, by module path) are registered
+    first in both cases, and only `deny` blocks them. Unknown names in the allow or
+    deny list are a ConfigError.
     """
+    defaults = DEFAULT_PLUGINS if defaults is None else defaults
     pm = new_plugin_manager()
     infos: dict[str, PluginInfo] = {}
-    eps: dict[str, importlib.metadata.EntryPoint] = {}
-
+    eps = installed_entry_points()
+    candidates: dict[str, tuple[str, str | None, Any]] = {
+        name: ("default plugin", None, path) for name, path in defaults.items()
+    }
     if plugins is not None:
-        candidates: dict[str, tuple[str, str | None, Any]] = {}
-        for obj in plugins:
-            candidates[plugin_name_of(obj)] = ("registered directly", None, obj)
+        for spec in plugins:
+            name, target = _named(spec, eps)
+            if isinstance(target, importlib.metadata.EntryPoint):
+                candidates[name] = (*_dist_of(target), target)
+            else:
+                candidates[name] = ("registered directly", None, target)
+        eps = {name: ep for name, ep in eps.items() if name in candidates}
     else:
-        eps = installed_entry_points()
-        candidates = {}
         for name, ep in eps.items():
-            source, version = _dist_of(ep)
-            candidates[name] = (source, version, ep)
+            candidates[name] = (*_dist_of(ep), ep)
 
     known = set(candidates)
     for setting, names in (("BANKTASKS_PLUGINS", allow), ("BANKTASKS_DISABLE", deny)):
@@ -224,12 +287,12 @@ def build_plugin_set(
             )
 
     for name, (source, version, target) in candidates.items():
-        blocked = (allow is not None and name not in allow) or name in (deny or ())
-        if blocked:
+        selected = allow is None or name in allow or name in defaults
+        if not selected or name in (deny or ()):
             pm.set_blocked(name)
             infos[name] = PluginInfo(name, False, source, version)
             continue
-        obj = _load(name, target) if isinstance(target, importlib.metadata.EntryPoint) else target
+        obj = _load(name, target)
         pm.register(obj, name=name)
         infos[name] = PluginInfo(name, True, source, version, getattr(obj, "__name__", None))
 

@@ -1,7 +1,8 @@
 """What a running app knows: settings, plugins, per-plugin settings, the database.
 
-Tasks reach it with `core.current()`: `current().settings_for("fraud")`,
-`current().hook.on_fraud_alert(alert=…)`, `current().db.session()`.
+Tasks and hooks reach it with `core.current()`: `current().settings_for("sanctions")`,
+`current().hook.on_report_generated(report=…)`, `current().db.session()`. This
+module never builds an app: outside one, `current()` raises `NoAppError`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.db import Database
+from core.errors import NoAppError
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from core.plugins import PluginSet
     from core.settings import PluginSettings, Settings
+
+NO_APP = (
+    "no banktasks app in this process: import the default one (`from core.celery import app`), "
+    "or build one with `core.create_app()` first"
+)
 
 
 @dataclass
@@ -34,8 +41,14 @@ class Runtime:
         return self.plugins.pm.hook
 
     def settings_for(self, plugin: str) -> Any:
-        """The settings model instance of one plugin."""
-        return self.plugin_settings[plugin]
+        """The settings model instance of one plugin (by its registered name)."""
+        try:
+            return self.plugin_settings[plugin]
+        except KeyError:
+            raise LookupError(
+                f"no plugin named {plugin!r} is enabled; enabled: "
+                f"{', '.join(sorted(self.plugin_settings)) or '(none)'}"
+            ) from None
 
     def is_enabled(self, plugin: str) -> bool:
         """True if the plugin is installed and enabled."""
@@ -44,17 +57,15 @@ class Runtime:
 
 
 def current_app() -> Celery:
-    """The banktasks Celery app of this process (the worker's, or the default one)."""
+    """The banktasks Celery app of this thread (Celery's current app); never builds one."""
     from celery import current_app as celery_current
 
     app = celery_current._get_current_object()
     if getattr(app, "runtime", None) is None:
-        from core.app import get_app
-
-        app = get_app()
+        raise NoAppError(NO_APP)
     return app
 
 
 def current() -> Runtime:
-    """The Runtime of the current app."""
+    """The Runtime of the current app (raises NoAppError outside an app)."""
     return current_app().runtime  # type: ignore[attr-defined,no-any-return]

@@ -84,23 +84,41 @@ class _LayeredSettings(BaseSettings):
 
 
 class Settings(_LayeredSettings):
-    """Settings of the core: broker, database, environment, plugin selection, logging, Flower."""
+    """Settings of the core: broker, database, environment, plugin selection, logging."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    redis_url: str | None = Field(None, description="Broker and result backend URL")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite file")
-    banktasks_env: Literal["development", "production"] = "development"
-    banktasks_plugins: CommaList = None
-    banktasks_disable: CommaList = None
-    banktasks_config: str = "banktasks.toml"
-    banktasks_var_dir: Path = Path("var")
-    log_format: Literal["console", "json"] = "console"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    flower_port: int = Field(5555, ge=1, le=65535)
-    flower_basic_auth: str = "admin:admin"
-    result_expires_seconds: int = Field(86400, gt=0)
-    banktasks_task_events: bool = False
+    redis_url: str | None = Field(
+        None,
+        description="Broker and result backend URL (redis://, rediss://, unix://); unset: "
+        "the embedded Valkey of the default `broker` plugin (development only)",
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default the SQLite file <BANKTASKS_VAR_DIR>/banking.db"
+    )
+    banktasks_env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses unsafe defaults (no REDIS_URL, …)"
+    )
+    banktasks_plugins: CommaList = Field(
+        None, description="Allow-list of installed plugins to load (comma list); unset: all"
+    )
+    banktasks_disable: CommaList = Field(
+        None, description="Plugins to block (comma list), default plugins included"
+    )
+    banktasks_config: str = Field("banktasks.toml", description="Path of the TOML settings file")
+    banktasks_var_dir: Path = Field(
+        Path("var"), description="Folder of local state: embedded broker, SQLite, outputs"
+    )
+    log_format: Literal["console", "json"] = Field("console", description="Log line format")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Lowest level logged"
+    )
+    result_expires_seconds: int = Field(
+        86400, gt=0, description="How long task results stay in the result backend"
+    )
+    banktasks_task_events: bool = Field(
+        False, description="Send Celery task events always (Flower turns them on by itself)"
+    )
     broker_visibility_timeout: int | None = Field(
         None,
         ge=10,
@@ -150,28 +168,13 @@ class Settings(_LayeredSettings):
             raise ValueError("expected a sqlite:// or postgresql+psycopg:// URL")
         return value
 
-    @field_validator("flower_basic_auth")
-    @classmethod
-    def _check_basic_auth(cls, value: str) -> str:
-        for pair in value.split(","):
-            user, sep, password = pair.partition(":")
-            if not sep or not user or not password:
-                raise ValueError("expected user:password (several separated by commas)")
-        return value
-
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
-        if self.banktasks_env == "production":
-            if not self.redis_url:
-                raise ValueError(
-                    "REDIS_URL is required when BANKTASKS_ENV=production "
-                    "(e.g. redis://:password@redis-host:6379/0)"
-                )
-            if any(pair == "admin:admin" for pair in self.flower_basic_auth.split(",")):
-                raise ValueError(
-                    "FLOWER_BASIC_AUTH=admin:admin is refused when BANKTASKS_ENV=production; "
-                    "set a strong user:password"
-                )
+        if self.banktasks_env == "production" and not self.redis_url:
+            raise ValueError(
+                "REDIS_URL is required when BANKTASKS_ENV=production "
+                "(e.g. redis://:password@redis-host:6379/0)"
+            )
         return self
 
     @property
@@ -190,7 +193,7 @@ class Settings(_LayeredSettings):
         return self.database_url or f"sqlite:///{self.var_dir / 'banking.db'}"
 
 
-class PluginSettings(BaseSettings):
+class PluginSettings(_LayeredSettings):
     """Base class of a plugin's settings model.
 
     Fields are read from `<PLUGIN>_<FIELD>` environment variables, `.env`, or the
@@ -200,7 +203,11 @@ class PluginSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    schedule: str | None = None
+    schedule: str | None = Field(
+        None,
+        description="Cron expression (5 fields, UTC) that replaces the plugin's beat schedule; "
+        "`off` switches it off",
+    )
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -292,25 +299,12 @@ def load_plugin_settings(
         {
             "model_config": {**model.model_config, **config},
             "__banktasks_toml__": table,
-            "settings_customise_sources": classmethod(_plugin_sources),
         },
     )
     try:
         return built()
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, prefix=f"{name}_", model=model)) from None
-
-
-def _plugin_sources(
-    cls: type[BaseSettings],
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    env_settings: PydanticBaseSettingsSource,
-    dotenv_settings: PydanticBaseSettingsSource,
-    file_secret_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    table = getattr(settings_cls, "__banktasks_toml__", {})
-    return (init_settings, env_settings, dotenv_settings, DictSource(settings_cls, table))
 
 
 __all__ = [

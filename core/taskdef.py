@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from core.errors import TaskArgumentError, UnknownTaskError
+from core.errors import NoAppError, TaskArgumentError, UnknownTaskError
 from core.ratelimit import SubmitLimit
 from core.retry import NO_RETRY, RetryPolicy
 
@@ -127,12 +127,19 @@ class TaskDef:
         """Run the task in this process (validated), without the broker."""
         return self.fn(**self.call_kwargs(self.validate(args, kwargs)))
 
-    # Celery-style calling, forwarded to the task bound in the current app.
+    # Celery-style calling, forwarded to the task bound in the current app (found through
+    # Celery's current_app, as shared_task does; no app is ever built here).
     def bound(self) -> Any:
         """The Celery task this definition is bound to in the current app."""
-        from core.runtime import current_app
+        from celery import current_app
 
-        app = current_app()
+        app = current_app._get_current_object()
+        if getattr(app, "runtime", None) is None:
+            raise NoAppError(
+                f"{self.display_name}: no banktasks app in this process to send it with; "
+                "import the default one (`from core.celery import app`) or build one with "
+                "`core.create_app()` first"
+            )
         if self.name is None or self.name not in app.tasks:
             raise UnknownTaskError(
                 f"task {self.fn.__name__!r} is not registered in the app: is its plugin "
@@ -149,8 +156,15 @@ class TaskDef:
         return self.bound().apply_async(args=args, kwargs=kwargs, **options)
 
     def s(self, *args: Any, **kwargs: Any) -> Any:
-        """A Celery signature of the bound task (for chains, groups and chords)."""
+        """A Celery signature of the bound task (for chains, groups and chords).
+
+        In a chain it receives the previous task's result as its first argument.
+        """
         return self.bound().s(*args, **kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        """An immutable signature: in a chain it ignores the previous task's result."""
+        return self.bound().si(*args, **kwargs)
 
     def example_kwargs(self) -> dict[str, Any]:
         """Arguments `banktasks demo` sends this task with (none unless declared)."""

@@ -1,6 +1,7 @@
 """Seed-style access to tasks: `from core.tasks import send_email_notification`.
 
-Names resolve lazily against the default app: a registered task's function name
+Names resolve lazily against the current banktasks app, else the default one
+(`core.celery.app`, built on first use): a registered task's function name
 (or its full `<plugin>.<function>` name) gives the Celery task; a task of an
 installed but disabled plugin raises PluginDisabledError saying so.
 """
@@ -14,9 +15,7 @@ from core.errors import PluginDisabledError
 
 def resolve(name: str, app: Any = None) -> Any:
     """Find a registered task by function name or full name in `app` (default app)."""
-    from core.runtime import current_app
-
-    app = app or current_app()
+    app = app or _current_or_default()
     if name in app.runtime.tasks:
         return app.tasks[name]
     matches = [full for full, spec in app.runtime.tasks.items() if spec.fn.__name__ == name]
@@ -34,6 +33,17 @@ def resolve(name: str, app: Any = None) -> Any:
         f"no enabled plugin registers a task named {name!r}; "
         f"registered: {', '.join(sorted(app.runtime.tasks)) or '(none)'}"
     )
+
+
+def _current_or_default() -> Any:
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    if getattr(app, "runtime", None) is not None:
+        return app
+    from core.celery import default_app
+
+    return default_app()
 
 
 def _disabled_owner(name: str, app: Any) -> str | None:

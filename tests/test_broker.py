@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import redis
 
-from core.broker import EmbeddedValkey
+from core.default_plugins.broker import EmbeddedValkey
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def server(tmp_path):
 
 def test_started_once_and_shared_by_concurrent_processes(server, tmp_path):
     script = textwrap.dedent(f"""
-        from core.broker import EmbeddedValkey
+        from core.default_plugins.broker import EmbeddedValkey
         print(EmbeddedValkey({str(tmp_path / "var")!r}).ensure_running())
     """)
     procs = [

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from banktasks_testing import fake_plugin
 from core import ConfigError, Schedule, task
-from core.plugins import build_plugin_set
-from core.testing import fake_plugin
+from core.plugins import DEFAULT_PLUGINS, build_plugin_set
 
 
 def test_entry_point_plugin_is_discovered(acme_site):
@@ -22,7 +22,7 @@ def test_entry_point_plugin_is_discovered(acme_site):
 
 def test_allow_list_blocks_the_rest_without_importing_them(acme_site):
     plugin_set = build_plugin_set(allow=["acme_rules"])
-    assert plugin_set.enabled() == ["acme_rules"]
+    assert plugin_set.enabled() == [*DEFAULT_PLUGINS, "acme_rules"]  # defaults: only deny blocks
     for name in ("fraud", "reports", "notifications", "export", "health"):
         assert plugin_set.pm.is_blocked(name)
         assert not plugin_set.infos[name].enabled
@@ -58,7 +58,7 @@ def test_hook_whose_owner_is_disabled_is_simply_never_called(acme_site):
     calls = []
     extra = fake_plugin("extra", acme_extra=lambda: calls.append("called") or ["x"])
     plugin_set = build_plugin_set(plugins=[extra])  # acme_rules (the owner) is absent
-    assert plugin_set.enabled() == ["extra"]
+    assert plugin_set.enabled() == [*DEFAULT_PLUGINS, "extra"]
     assert plugin_set.pm.hook.acme_extra.spec is None
     assert calls == []
 
@@ -208,11 +208,8 @@ def test_call_each_isolates_a_failing_implementation():
 
 def test_started_state_is_opt_in_per_task(make_app):
     """Celery's default (no STARTED write per task) unless @task(track_started=True)."""
-    import plugins.export
-    import plugins.fraud
-    import plugins.health
 
-    app = make_app(plugins=[plugins.fraud, plugins.export, plugins.health])
+    app = make_app(plugins=["fraud", "export", "health"])
     assert app.tasks["health.system_health_check"].track_started is False
     assert app.tasks["fraud.analyze_fraud_patterns"].track_started is True
     assert app.tasks["export.export_transaction_data"].track_started is True

@@ -39,7 +39,7 @@ def test_the_limit_is_shared_with_other_processes(acme_app, acme_site, bt_env):
     notify.delay(user_id=1)
     script = textwrap.dedent("""
         import acme_rules
-        from core.app import create_app
+        from core import create_app
         from core.settings import load_settings
         app = create_app(load_settings(), plugins=[acme_rules])
         app.tasks["acme_rules.notify"].delay(user_id=1)
@@ -51,6 +51,7 @@ def test_the_limit_is_shared_with_other_processes(acme_app, acme_site, bt_env):
     import os
 
     env = {**os.environ, "PYTHONPATH": f"{acme_site}:{os.getcwd()}"}
+    env["REDIS_URL"] = acme_app.conf.broker_url  # the same broker, from another process
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from core.db import Database
+from core.default_plugins.seed import seed
 from core.models import Transaction
-from core.seed import seed
 
 NOW = datetime(2024, 2, 1, tzinfo=UTC)
 

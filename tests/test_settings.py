@@ -15,7 +15,7 @@ def test_defaults_use_embedded_broker_and_sqlite(bt_env):
     assert settings.redis_url is None
     assert settings.banktasks_env == "development"
     assert settings.sqlalchemy_url.startswith("sqlite:///")
-    assert settings.flower_port == 5555
+    assert settings.log_format == "console"
 
 
 def test_comma_lists_from_env(bt_env, monkeypatch):
@@ -28,20 +28,20 @@ def test_comma_lists_from_env(bt_env, monkeypatch):
 
 def test_toml_then_env_priority(bt_env, monkeypatch):
     Path(bt_env["BANKTASKS_CONFIG"]).write_text(
-        'log_level = "debug"\nflower_port = 6000\n[plugins.acme]\nthreshold = 7\n'
+        'log_level = "debug"\nresult_expires_seconds = 60\n[plugins.acme]\nthreshold = 7\n'
     )
-    monkeypatch.setenv("FLOWER_PORT", "7000")
+    monkeypatch.setenv("RESULT_EXPIRES_SECONDS", "70")
     settings = load_settings()
     assert settings.log_level == "DEBUG"  # from TOML
-    assert settings.flower_port == 7000  # env beats TOML
+    assert settings.result_expires_seconds == 70  # env beats TOML
 
 
 def test_dotenv_between_env_and_toml(bt_env, monkeypatch):
-    Path(bt_env["BANKTASKS_CONFIG"]).write_text("flower_port = 6000\n")
-    Path(".env").write_text("FLOWER_PORT=6500\n")
-    assert load_settings().flower_port == 6500
-    monkeypatch.setenv("FLOWER_PORT", "7000")
-    assert load_settings().flower_port == 7000
+    Path(bt_env["BANKTASKS_CONFIG"]).write_text("result_expires_seconds = 60\n")
+    Path(".env").write_text("RESULT_EXPIRES_SECONDS=65\n")
+    assert load_settings().result_expires_seconds == 65
+    monkeypatch.setenv("RESULT_EXPIRES_SECONDS", "70")
+    assert load_settings().result_expires_seconds == 70
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_dotenv_between_env_and_toml(bt_env, monkeypatch):
         ("REDIS_URL", "http://localhost", "REDIS_URL='http://localhost'"),
         ("REDIS_URL", "redis://:pw@host:notaport/0", "REDIS_URL="),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL='mysql://x@y/z'"),
-        ("FLOWER_PORT", "99999", "FLOWER_PORT='99999'"),
+        ("RESULT_EXPIRES_SECONDS", "-1", "RESULT_EXPIRES_SECONDS='-1'"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml'"),
         ("BANKTASKS_ENV", "staging", "BANKTASKS_ENV='staging'"),
     ],
@@ -72,17 +72,27 @@ def test_production_requires_redis_url(bt_env, monkeypatch):
         load_settings()
 
 
-def test_production_refuses_default_flower_auth(bt_env, monkeypatch):
+def test_production_refuses_default_flower_auth(make_app, monkeypatch):
+    # FLOWER_* belong to the default `flower` plugin, which checks them when the app is built
     monkeypatch.setenv("BANKTASKS_ENV", "production")
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     with pytest.raises(ConfigError, match="FLOWER_BASIC_AUTH=admin:admin is refused"):
-        load_settings()
+        make_app(plugins=[], redis_url="redis://redis:6379/0")
     monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret")
-    assert load_settings().is_production
+    app = make_app(plugins=[], redis_url="redis://redis:6379/0")
+    assert app.runtime.settings.is_production
 
 
-def test_development_accepts_default_flower_auth(bt_env):
-    assert load_settings().flower_basic_auth == "admin:admin"
+def test_development_accepts_default_flower_auth(make_app):
+    app = make_app(plugins=[])
+    assert app.runtime.settings_for("flower").basic_auth == "admin:admin"
+    assert app.runtime.settings_for("flower").port == 5555
+
+
+def test_bad_flower_setting_is_one_clear_line(make_app, monkeypatch):
+    monkeypatch.setenv("FLOWER_PORT", "99999")
+    with pytest.raises(ConfigError, match="FLOWER_PORT='99999'"):
+        make_app(plugins=[])
 
 
 def test_bad_toml_is_a_config_error(bt_env):

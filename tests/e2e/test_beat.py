@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from core.testing import wait_for
+from banktasks_testing import wait_for
 
 pytestmark = pytest.mark.e2e
 

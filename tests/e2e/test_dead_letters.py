@@ -10,8 +10,8 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from core.deadletter import EXHAUSTED, INVALID, PERMANENT, FailedTask
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.deadletters import EXHAUSTED, INVALID, PERMANENT, FailedTask
 
 pytestmark = pytest.mark.e2e
 

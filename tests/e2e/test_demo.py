@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.broker import EmbeddedValkey
+from core.default_plugins.broker import EmbeddedValkey
 
 pytestmark = pytest.mark.e2e
 

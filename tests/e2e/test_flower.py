@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from core.testing import free_port, wait_for
+from banktasks_testing import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

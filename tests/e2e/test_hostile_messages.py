@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from core.testing import wait_for
+from banktasks_testing import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.seed import seed
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from core.testing import PgCluster, SMTPRecorder, require_pg_bindir
+from banktasks_testing import PgCluster, SMTPRecorder
+from banktasks_testing.plugin import require_pg_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = Path(

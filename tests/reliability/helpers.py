@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core.deadletter import FailedTask
+from core.default_plugins.deadletters import FailedTask
 from plugins.export.models import ExportRecord
 from plugins.fraud import FraudAlert
 from plugins.notifications.models import OutboxEntry

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.broker import EmbeddedValkey
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.broker import EmbeddedValkey
+from core.default_plugins.seed import seed
 from tests.reliability.helpers import (
     duplicates,
     exports,
@@ -220,7 +220,7 @@ def test_a_channel_closed_after_its_transport_is_a_connection_error(valkey_url):
     """
     from kombu import Connection, Queue
 
-    import core.app  # noqa: F401 - applies the fix
+    import core.factory  # noqa: F401 - applies the fix
 
     conn = Connection(valkey_url)
     queue = Queue("rel-closed-transport")

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.seed import seed
 from plugins.reports.models import StoredReport
 from tests.reliability.helpers import (
     alerts,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.seed import seed
 from plugins.fraud.engine import analyse
 from tests.reliability.helpers import (
     alerts,

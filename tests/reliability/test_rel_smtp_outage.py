@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.seed import seed
 from tests.reliability.helpers import dead_letters, duplicates, outbox, result_meta, retry_waits
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

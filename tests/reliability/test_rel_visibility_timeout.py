@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from banktasks_testing import wait_for
 from core import ConfigError, TaskArgumentError
-from core.seed import seed
-from core.testing import wait_for
+from core.default_plugins.seed import seed
 from tests.reliability.helpers import exports, result_meta
 
 

@@ -13,17 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-import plugins.export
-import plugins.fraud
-import plugins.health
-import plugins.notifications
-import plugins.reports
 from core import TaskArgumentError
 from core.db import Base
+from core.default_plugins.seed import seed
 from core.models import User
-from core.seed import seed
 
-BUILTIN = [plugins.reports, plugins.fraud, plugins.notifications, plugins.export, plugins.health]
+BUILTIN = ["reports", "fraud", "notifications", "export", "health"]
 USERS = 5
 """The seed writes users 1..USERS (userN@example.com); a higher id is an unknown user."""
 

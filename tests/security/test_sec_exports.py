@@ -22,9 +22,6 @@ from typing import Any
 
 import pytest
 
-import plugins.export
-import plugins.notifications
-import plugins.reports
 from core import ConfigError, TaskArgumentError, hookimpl
 from core.files import safe_filename
 from core.models import Account, Transaction, User
@@ -60,7 +57,7 @@ def permissive_umask() -> Iterator[None]:
 
 @pytest.fixture
 def app(make_app: Any) -> Any:
-    app = make_app(plugins=[plugins.export])
+    app = make_app(plugins=["export"])
     with app.runtime.db.session() as session:
         session.add(User(id=1, email="user1@example.com", full_name="Ada"))
         session.add(Account(id=1, user_id=1, number="401234567890"))
@@ -135,7 +132,7 @@ def test_generated_file_name_is_plain_and_inside_export_dir(
     link = tmp_path / "exports-link"
     link.symlink_to(real)
     monkeypatch.setenv("EXPORT_DIR", str(link))
-    app = make_app(plugins=[plugins.export])
+    app = make_app(plugins=["export"])
     with app.runtime.db.session() as session:
         session.add(User(id=7, email="user7@example.com", full_name="G"))
     result = app.tasks[TASK].spec(user_id=7, start_date=DAY, end_date=DAY)
@@ -179,7 +176,7 @@ def test_a_format_plugin_cannot_choose_the_path(
         def register_export_formats(self) -> list[Any]:
             return [HostileFormat(name, extension)]
 
-    app = make_app(plugins=[plugins.export, Plugin()])
+    app = make_app(plugins=["export", Plugin()])
     with app.runtime.db.session() as session:
         session.add(User(id=1, email="user1@example.com", full_name="Ada"))
     before = all_files(tmp_path)
@@ -217,7 +214,7 @@ def test_files_are_owner_only_and_new_folders_private_under_umask_0(
     monkeypatch.setenv("EXPORT_DIR", str(tmp_path / "new" / "exports"))
     monkeypatch.setenv("REPORTS_DIR", str(tmp_path / "new" / "reports"))
     monkeypatch.setenv("NOTIFICATIONS_OUTBOX_DIR", str(tmp_path / "new" / "outbox"))
-    app = make_app(plugins=[plugins.export, plugins.reports, plugins.notifications])
+    app = make_app(plugins=["export", "reports", "notifications"])
     with app.runtime.db.session() as session:
         session.add(User(id=1, email="user1@example.com", full_name="Ada"))
     exported = Path(app.tasks[TASK].spec(user_id=1, start_date=DAY, end_date=DAY)["path"])

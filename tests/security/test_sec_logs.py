@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
+from banktasks_testing import SMTPRecorder, wait_for
+from core.default_plugins.seed import seed
 from core.logging import configure_logging
 from core.models import Account, User
-from core.seed import seed
-from core.testing import SMTPRecorder, wait_for
 from plugins.notifications.models import OutboxEntry
 from tests.security.conftest import USERS, activate_all, queued_messages
 

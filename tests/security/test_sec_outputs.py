@@ -16,15 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-import plugins.export
-import plugins.fraud
-import plugins.notifications
-import plugins.reports
+from banktasks_testing import SMTPRecorder
 from core import TaskArgumentError, hookimpl
+from core.default_plugins.seed import seed
 from core.models import Account, Transaction, User
-from core.seed import seed
-from core.testing import SMTPRecorder
-from plugins.notifications.errors import PermanentFailure
+from plugins.notifications import PermanentFailure
 from plugins.notifications.models import OutboxEntry
 from tests.security.conftest import USERS, activate_all, queued_messages, run_queued, take_queued
 
@@ -84,7 +80,7 @@ def mail_env(monkeypatch: pytest.MonkeyPatch, smtp_server: SMTPRecorder) -> SMTP
 def test_html_report_escapes_hostile_strings(
     make_app: Any, mail_env: SMTPRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(plugins=[plugins.reports, plugins.notifications, HostileSections()])
+    app = make_app(plugins=["reports", "notifications", HostileSections()])
     with app.runtime.db.session() as session:
         session.add(User(id=1, email="user1@example.com", full_name="<b>Ada</b>"))
         session.add(Account(id=1, user_id=1, number="401234567890", currency="<b>"))
@@ -149,7 +145,7 @@ INJECTIONS = [
 
 @pytest.fixture
 def mail_app(make_app: Any, mail_env: SMTPRecorder) -> Any:
-    app = make_app(plugins=[plugins.notifications])
+    app = make_app(plugins=["notifications"])
     with app.runtime.db.session() as session:
         session.add(User(id=1, email="user1@example.com", full_name="Ada"))
         session.add(
@@ -266,7 +262,7 @@ def assert_no_attachment(message: Message) -> None:
 def test_no_e_mail_carries_an_attachment(make_app: Any, mail_env: SMTPRecorder) -> None:
     """User notification, export ready, daily report and fraud alert: text and HTML only,
     and the export's data stays in its file."""
-    app = make_app(plugins=[plugins.reports, plugins.fraud, plugins.notifications, plugins.export])
+    app = make_app(plugins=["reports", "fraud", "notifications", "export"])
     seed(app.runtime.db, users=USERS, transactions=300, days=30)
     activate_all(app)
     today = datetime.now(UTC).date()

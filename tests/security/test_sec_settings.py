@@ -118,7 +118,7 @@ def test_bad_setting_is_one_clear_error(
     says: str,
 ) -> None:
     """Building the app (what every entry point does first) raises one ConfigError line."""
-    from core.app import create_app
+    from core import create_app
     from core.settings import load_settings
 
     for key, value in variables.items():
@@ -167,7 +167,7 @@ def test_banktasks_exits_with_one_line_on_stderr(clean_env: dict[str, str], tmp_
 
 
 def test_the_good_settings_still_start(bt_env: dict[str, str], monkeypatch) -> None:
-    from core.app import create_app
+    from core import create_app
     from core.settings import load_settings
 
     good = {

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.deadletter import INVALID, FailedTask
-from core.seed import seed
-from core.testing import wait_for
+from banktasks_testing import wait_for
+from core.default_plugins.deadletters import INVALID, FailedTask
+from core.default_plugins.seed import seed
 from tests.security.conftest import USERS, activate_all, all_files, row_counts
 
 pytestmark = pytest.mark.e2e

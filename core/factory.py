@@ -1,13 +1,13 @@
 """The Celery app factory: settings + plugins → a configured Celery app.
 
-`create_app(settings, plugins=[obj])` builds one (tests pass plugin objects);
-`get_app()` builds the default one from the environment, once per process —
-that is what `celery -A core`, `banktasks` and `core.tasks` use.
+`create_app(settings, plugins=[...])` builds one; nothing here builds an app
+by itself. The default app of a process (what `celery -A core`, `banktasks`
+and `core.tasks` use) is `core.celery.app`. Celery signals are connected per
+app and act only for their own app's tasks and processes.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +17,12 @@ from celery import Celery, Task, signals
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
-from core.broker import EmbeddedValkey, closed_transport_is_a_connection_error
 from core.db import Database
-from core.deadletter import record_failure
 from core.errors import ConfigError, TaskArgumentError
-from core.logging import configure_logging
-from core.plugins import PluginSet, build_plugin_set
+from core.hookspecs import Broker
+from core.kombu_fixes import closed_transport_is_a_connection_error
+from core.logging import configure_logging, get_logger
+from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.ratelimit import check_submission, effective_limit
 from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
@@ -30,6 +30,7 @@ from core.settings import PluginSettings, Settings, load_plugin_settings, load_s
 from core.taskdef import TaskDef
 
 closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
+log = get_logger(__name__)
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
@@ -132,20 +133,20 @@ def _runner(spec: TaskDef) -> Any:
 
 
 class BanktasksCelery(Celery):
-    """A Celery app that starts the embedded broker the first time it connects."""
+    """A Celery app with a `runtime`, and a plugin's broker started before it connects."""
 
     runtime: Runtime
-    embedded: EmbeddedValkey | None = None
+    broker: Broker | None = None
     _broker_lock = threading.Lock()
     _broker_ready = False
 
     def ensure_broker(self) -> None:
-        """Start the embedded Valkey server if this app uses it and it is not up."""
-        if self.embedded is None or self._broker_ready:
+        """Start the broker a plugin runs for this app (`register_broker`), once."""
+        if self.broker is None or self._broker_ready:
             return
         with self._broker_lock:
             if not self._broker_ready:
-                self.embedded.ensure_running()
+                self.broker.start()
                 self._broker_ready = True
 
     def redis_client(self) -> Any:
@@ -285,12 +286,16 @@ def _transport_options(visibility_timeout: int) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings | None = None, plugins: list[object] | None = None
+    settings: Settings | None = None, plugins: list[PluginSpec] | None = None
 ) -> BanktasksCelery:
-    """Build a Celery app from settings and plugins.
+    """Build a Celery app from settings (default: `core.load_settings()`) and plugins.
 
     With `plugins=None` every installed `banktasks` entry point is loaded, filtered
-    by `BANKTASKS_PLUGINS` / `BANKTASKS_DISABLE`; with a list, exactly those objects.
+    by `BANKTASKS_PLUGINS` / `BANKTASKS_DISABLE`. With a list, exactly those: an
+    installed plugin's entry-point name (`"fraud"`), a `(name, module)` pair, or a
+    module (named by `banktasks_name`, else the last part of `__name__`). The default
+    plugins (`core.default_plugins`) come in both cases unless `BANKTASKS_DISABLE`
+    names them. The new app becomes Celery's current and default app.
     """
     settings = settings or load_settings()
     plugin_set = build_plugin_set(
@@ -303,8 +308,13 @@ def create_app(
     if settings.redis_url:
         broker_url = settings.redis_url
     else:
-        app.embedded = EmbeddedValkey(settings.var_dir)
-        broker_url = app.embedded.url()
+        app.broker = plugin_set.pm.hook.register_broker(settings=settings)
+        if app.broker is None:
+            raise ConfigError(
+                "REDIS_URL is not set and no plugin runs a broker (the default `broker` plugin "
+                "is disabled?): set REDIS_URL=redis://[:password@]host:6379/0"
+            )
+        broker_url = app.broker.url
     app.runtime = Runtime(settings, plugin_set, plugin_settings, Database(settings.sqlalchemy_url))
 
     specs = _bind_tasks(app, plugin_set)
@@ -352,80 +362,61 @@ def create_app(
         redbeat_lock_timeout=BEAT_LOCK_TIMEOUT,
         beat_max_loop_interval=BEAT_LOCK_TIMEOUT // 6,
     )
+    _connect_signals(app)
     plugin_set.pm.hook.configure_app(app=app, settings=settings)
     return app
 
 
-@signals.setup_logging.connect
-def _setup_celery_logging(loglevel: Any = None, **_: Any) -> None:
-    """Celery calls this instead of configuring its own logging."""
-    from core.runtime import current
+def _connect_signals(app: BanktasksCelery) -> None:
+    """Connect this app's Celery signal handlers; each acts only for this app.
 
-    settings = current().settings
-    configure_logging(settings.log_format, loglevel or settings.log_level)
+    The handlers are kept on the app and connected weakly: they go with the app.
+    """
 
+    def setup_logging(loglevel: Any = None, **_: Any) -> None:
+        # Celery calls this instead of configuring its own logging (not per app).
+        if _is_current(app):
+            configure_logging(app.runtime.settings.log_format, loglevel or settings.log_level)
 
-@signals.beat_init.connect
-@signals.celeryd_init.connect
-def _start_embedded_broker(sender: Any = None, **_: Any) -> None:
-    """Beat (RedBeat's lock) and workers need the embedded broker before anything else."""
-    from core.runtime import current_app
+    def start_broker(sender: Any = None, instance: Any = None, **_: Any) -> None:
+        # workers (celeryd_init: instance=the worker) and beat (sender=the service) need
+        # the broker before anything else (RedBeat's lock, for one)
+        if getattr(instance, "app", None) is app or getattr(sender, "app", None) is app:
+            app.ensure_broker()
 
-    app = current_app()
-    if isinstance(app, BanktasksCelery):
-        app.ensure_broker()
+    def task_failed(
+        sender: Any = None, task_id: Any = None, exception: Any = None, kwargs: Any = None, **_: Any
+    ) -> None:
+        if isinstance(sender, BanktasksTask) and sender.app is app and task_id and exception:
+            for outcome in app.runtime.plugins.call_each(
+                "on_task_failed",
+                task=sender,
+                task_id=task_id,
+                exception=exception,
+                kwargs=kwargs or {},
+            ):
+                if outcome.error is not None:
+                    log.error("on_task_failed_raised", plugin=outcome.plugin, task=sender.name)
 
+    def fresh_connections_after_fork(**_: Any) -> None:
+        # a forked worker child must not share database connections with its parent
+        if _is_current(app):
+            app.runtime.db.dispose()
 
-@signals.task_failure.connect
-def _dead_letter(
-    sender: Any = None,
-    task_id: str | None = None,
-    exception: Any = None,
-    kwargs: Any = None,
-    **_: Any,
-) -> None:
-    """A banktasks task that failed for good is stored in the dead-letter table."""
-    if isinstance(sender, BanktasksTask) and task_id and exception is not None:
-        record_failure(sender, task_id, exception, kwargs or {})
-
-
-@signals.worker_process_init.connect
-def _fresh_connections_after_fork(**_: Any) -> None:
-    """A forked worker child must not share database connections with its parent."""
-    from core.runtime import current
-
-    current().db.dispose()
-
-
-_default_app: BanktasksCelery | None = None
-_default_lock = threading.Lock()
-
-
-def get_app() -> BanktasksCelery:
-    """The default app of this process, built once from the environment."""
-    global _default_app
-    if _default_app is None:
-        with _default_lock:
-            if _default_app is None:
-                _default_app = create_app()
-                if "flower" in sys.argv[1:]:  # `celery -A core flower`: same auth as ours
-                    from core.flower import secure_flower
-
-                    secure_flower(_default_app.runtime.settings.flower_basic_auth)
-    return _default_app
+    settings = app.runtime.settings
+    receivers = [
+        (signals.setup_logging, setup_logging),
+        (signals.celeryd_init, start_broker),
+        (signals.beat_init, start_broker),
+        (signals.task_failure, task_failed),
+        (signals.worker_process_init, fresh_connections_after_fork),
+    ]
+    for signal, receiver in receivers:
+        signal.connect(receiver, weak=True)
+    app.__dict__["_banktasks_receivers"] = receivers  # keeps the weak receivers alive
 
 
-def get_app_for_celery() -> BanktasksCelery:
-    """`get_app()` for `celery -A core|config …`: a wrong setting is one line on stderr and
-    exit status 2 (as with `banktasks`), not Celery's "Unable to load" traceback."""
-    try:
-        return get_app()
-    except ConfigError as exc:
-        print(f"banktasks: configuration error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+def _is_current(app: Celery) -> bool:
+    from celery import current_app
 
-
-def reset_default_app() -> None:
-    """Forget the default app (tests, or after changing the environment)."""
-    global _default_app
-    _default_app = None
+    return current_app._get_current_object() is app

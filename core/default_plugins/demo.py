@@ -1,4 +1,6 @@
-"""`banktasks demo`: the main job end to end on the embedded default.
+"""Default plugin `demo`: `banktasks demo` and `banktasks db seed`.
+
+`banktasks demo` runs the main job end to end on the embedded default.
 
 Fresh `var/`, seeded data, the embedded Valkey broker, a real worker process;
 every enabled plugin's task goes through the queue with the arguments its
@@ -20,10 +22,8 @@ from typing import Any
 import click
 import redis
 
-from core.broker import EmbeddedValkey
-
-# Plugins that consume what others produce run later; unknown plugins run in between.
-ORDER = ["fraud", "reports", "export", "notifications", "health"]
+from core import create_app, hookimpl, load_settings
+from core.default_plugins.seed import reset, seed
 
 
 def _say(message: str) -> None:
@@ -47,11 +47,6 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise click.ClickException(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _order(name: str) -> tuple[int, str]:
-    plugin = name.split(".", 1)[0]
-    return (ORDER.index(plugin) if plugin in ORDER else len(ORDER) - 2, name)
-
-
 def _compact(value: Any, width: int = 110) -> str:
     if (
         isinstance(value, dict)
@@ -70,28 +65,26 @@ def _queues_idle(client: redis.Redis, queues: list[str]) -> bool:
 
 def run_demo(transactions: int, users: int, timeout: float) -> int:
     """Run the demo; return the process exit code (0 when every task succeeded)."""
-    from core.app import create_app, reset_default_app
-    from core.seed import seed
-    from core.settings import load_settings
-
     started = time.perf_counter()
     settings = load_settings(redis_url="", database_url="")
     var_dir = settings.var_dir.resolve()
     if os.environ.get("REDIS_URL") or os.environ.get("DATABASE_URL"):
         _say("note: the demo ignores REDIS_URL and DATABASE_URL and runs on the embedded default")
     _say(f"[1/5] fresh {var_dir}")
-    EmbeddedValkey(var_dir).stop()
+    old = create_app(settings)
+    if old.broker is None:
+        raise click.ClickException("the demo needs the embedded broker (the `broker` plugin)")
+    old.broker.stop()  # type: ignore[attr-defined]
     shutil.rmtree(var_dir, ignore_errors=True)
-
-    reset_default_app()
     app = create_app(settings)
     _say(f"[2/5] seeding {users} users and {transactions:,} transactions with planted patterns")
     summary = seed(app.runtime.db, users=users, transactions=transactions, seed_value=42)
     _say(f"      planted: {_compact(summary.as_dict())}")
 
     _say("[3/5] starting the embedded Valkey broker and a worker (2 processes)")
-    assert app.embedded is not None
-    broker_url = app.embedded.ensure_running()
+    assert app.broker is not None
+    app.broker.start()
+    broker_url = app.broker.url
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(BANKTASKS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
     log_path = var_dir / "demo-worker.log"
@@ -127,7 +120,9 @@ def run_demo(transactions: int, users: int, timeout: float) -> int:
         )
         if worker.poll() is not None:
             raise click.ClickException(f"the worker exited; see {log_path}")
-        names = sorted(app.runtime.tasks, key=_order)
+        # plugin by plugin in registration order (fraud before reports, which reports alerts)
+        order = app.runtime.plugins.enabled()
+        names = sorted(app.runtime.tasks, key=lambda n: (order.index(n.split(".")[0]), n))
         _say(f"[4/5] sending {len(names)} tasks through the queue")
         results = {}
         for name in names:
@@ -163,7 +158,7 @@ def run_demo(transactions: int, users: int, timeout: float) -> int:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
-        app.embedded.stop()
+        app.broker.stop()  # type: ignore[attr-defined]
         app.runtime.db.dispose()
     elapsed = time.perf_counter() - started
     _say(
@@ -171,3 +166,47 @@ def run_demo(transactions: int, users: int, timeout: float) -> int:
         f"{'all tasks succeeded' if not failures else f'{failures} task(s) failed'}"
     )
     return 1 if failures else 0
+
+
+@click.command("demo")
+@click.option("--transactions", default=3000, show_default=True, type=click.IntRange(100))
+@click.option("--users", default=50, show_default=True, type=click.IntRange(2))
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait per task.")
+def demo_command(transactions: int, users: int, timeout: float) -> None:
+    """Run every plugin's task end to end on the embedded default (fresh var/)."""
+    sys.exit(run_demo(transactions, users, timeout))
+
+
+@click.command("seed")
+@click.option("--users", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--transactions", default=5000, show_default=True, type=click.IntRange(0))
+@click.option("--seed", "seed_value", default=42, show_default=True, type=int)
+@click.option("--days", default=30, show_default=True, type=click.IntRange(2))
+@click.option("--reset", "reset_first", is_flag=True, help="Drop and recreate all tables first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full summary as JSON.")
+def seed_command(
+    users: int, transactions: int, seed_value: int, days: int, reset_first: bool, as_json: bool
+) -> None:
+    """Write deterministic customers, accounts and transactions with planted fraud patterns."""
+    from core.celery import default_app
+
+    db = default_app().runtime.db
+    if reset_first:
+        reset(db)
+    started = time.perf_counter()
+    summary = seed(db, users=users, transactions=transactions, seed_value=seed_value, days=days)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps({**summary.as_dict(full=True), "seconds": round(elapsed, 3)}))
+    else:
+        data = summary.as_dict()
+        click.echo(f"seeded in {elapsed:.2f}s: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """`banktasks demo` and `banktasks db seed`."""
+    cli.add_command(demo_command)
+    db_group = cli.commands.get("db")
+    if isinstance(db_group, click.Group):
+        db_group.add_command(seed_command)

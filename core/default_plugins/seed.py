@@ -1,4 +1,5 @@
-"""Deterministic synthetic data with planted fraud patterns (`banktasks db seed`).
+"""Deterministic synthetic data with planted fraud patterns (`banktasks db seed`, the demo,
+the testing kit's `seed_data`).
 
 Baseline activity stays well clear of the fraud thresholds, so what the rules
 find is exactly what was planted: amounts above and just below $10,000,
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from core.db import Database, to_micros, utcnow
+from core.db import Base, Database, to_micros, utcnow
 from core.models import Account, Transaction, User
 
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"]
@@ -266,8 +267,6 @@ def seed(
 
 def reset(db: Database) -> None:
     """Drop and recreate every table of the shared metadata."""
-    from core.db import Base
-
     Base.metadata.drop_all(db.engine)
     Base.metadata.create_all(db.engine)
 

@@ -1,0 +1,6 @@
+"""The default plugins: operations features built on the same hooks as any plugin.
+
+`broker` (the embedded Valkey, `register_broker`), `deadletters` (`on_task_failed`),
+`flower` (authenticated Flower), `demo` (`banktasks demo`, `banktasks db seed`).
+Each can be blocked with `BANKTASKS_DISABLE=<name>`.
+"""

@@ -1,0 +1,70 @@
+"""Validators that several plugins share: names, file extensions, directories, UTC moments.
+
+Use them in settings models and task arguments (`Directory`, `UTCMoment`) and in
+the `check` of `PluginSet.collect_named` (`check_format`), so that every plugin
+refuses bad input with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator
+
+from core.errors import ConfigError
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+"""A registered name (format, channel, rule set): lower-case letters, digits, `_`, `-`."""
+EXTENSION = re.compile(r"(?=.{1,16}$)[A-Za-z0-9]+([._-][A-Za-z0-9]+)*")
+"""A file extension without the leading dot (`csv`, `csv.gz`), at most 16 characters."""
+
+
+def is_name(value: str) -> bool:
+    """True when `value` is a plain registered name (`csv`, `sanctions_list`)."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
+
+
+def check_format(plugin: str, fmt: Any, what: str = "format") -> None:
+    """A registered format needs a plain lower-case `name` and a plain `extension`."""
+    if not is_name(fmt.name):
+        raise ConfigError(
+            f"plugin {plugin!r}: {what} {fmt.name!r} needs a name of lower-case letters, "
+            "digits, '_' and '-' (e.g. 'csv')"
+        )
+    extension = getattr(fmt, "extension", None)
+    if not isinstance(extension, str) or not EXTENSION.fullmatch(extension):
+        raise ConfigError(
+            f"plugin {plugin!r}: {what} {fmt.name!r} has extension {extension!r}; "
+            "expected letters and digits without a dot in front (e.g. 'csv')"
+        )
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _not_a_file(value: Path | None) -> Path | None:
+    if value is not None and value.exists() and not value.is_dir():
+        raise ValueError(f"{value} exists and is not a directory; give a directory path")
+    return value
+
+
+Directory = Annotated[Path | None, BeforeValidator(_blank_is_none), AfterValidator(_not_a_file)]
+"""An optional directory setting: empty means the default, an existing file is refused."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive moments are taken as UTC; aware ones are converted to UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
+
+
+UTCMoment = Annotated[datetime, AfterValidator(as_utc)]
+"""A datetime argument or field, always aware UTC (naive input is taken as UTC)."""
