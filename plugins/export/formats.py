@@ -1,4 +1,4 @@
-"""Export formats: the `ExportFormat` protocol and the built-in `csv` and `jsonl`.
+"""The built-in export formats `csv` and `jsonl` (shape: `plugins.export.api.ExportFormat`).
 
 A format writes a header-described stream of row tuples to a binary file object,
 row by row: it must not collect the rows into a list (exports are unbounded).
@@ -10,26 +10,13 @@ import csv
 import json
 from collections.abc import Iterable
 from itertools import islice
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO
 
+from plugins.export.api import ExportFormat
 from plugins.export.csvlines import FORMULA_TRIGGERS, CsvLines
-from plugins.export.csvlines import neutralise_formula as neutralise_formula  # its old home
 from plugins.export.rows import COLUMNS, ExportRows
 
 FLUSH_EVERY = 1000  # rows encoded per write to the file
-
-
-@runtime_checkable
-class ExportFormat(Protocol):
-    """What `register_export_formats()` returns: one streaming file format."""
-
-    name: str  # what export_format= selects, e.g. "csv"
-    extension: str  # file extension without the dot, e.g. "csv"
-    media_type: str  # e.g. "text/csv"
-
-    def write(self, columns: list[str], rows: Iterable[tuple[Any, ...]], out: BinaryIO) -> None:
-        """Write `columns` and then each row of `rows` (consumed lazily) to `out`."""
-        ...
 
 
 def _safe_row(row: tuple[Any, ...]) -> list[Any]:
@@ -48,10 +35,12 @@ class _TextChunks:
         self.parts: list[str] = []
 
     def write(self, text: str) -> int:
+        """Keep `text` until the next `drain()`."""
         self.parts.append(text)
         return len(text)
 
     def drain(self) -> None:
+        """Write what was kept to the file as UTF-8, in one write."""
         if self.parts:
             self.out.write("".join(self.parts).encode("utf-8"))
             self.parts.clear()

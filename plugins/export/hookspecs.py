@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from core import hookspec
 
 if TYPE_CHECKING:
-    from plugins.export.formats import ExportFormat
+    from plugins.export.api import ExportFormat
     from plugins.export.models import ExportRecord
 
 

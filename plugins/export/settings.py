@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from core import PluginSettings
+from core.validators import Directory
 
 
 class ExportSettings(PluginSettings):
-    """`EXPORT_DIR` (default `<var>/exports`) and `EXPORT_MAX_DAYS` (default 366)."""
+    """`EXPORT_DIR` (default `<var>/exports`), `EXPORT_MAX_DAYS` (default 366) and
+    `EXPORT_SUBMIT_LIMIT_PER_MINUTE` (default 10)."""
 
-    dir: Path | None = Field(
-        None, description="Folder the export files are written to; default <var_dir>/exports"
+    dir: Directory = Field(
+        None,
+        description=(
+            "Folder the export files are written to (made if missing); empty: "
+            "<BANKTASKS_VAR_DIR>/exports"
+        ),
     )
-    max_days: int = Field(366, gt=0, description="Longest date range one export may cover")
+    max_days: int = Field(
+        366, gt=0, description="Longest date range one export may cover, both ends counted"
+    )
     submit_limit_per_minute: int = Field(
         10, ge=0, description="Exports one user may request per minute, across all callers; 0: off"
     )
-
-    @field_validator("dir")
-    @classmethod
-    def _not_a_file(cls, value: Path | None) -> Path | None:
-        if value is not None and value.exists() and not value.is_dir():
-            raise ValueError(f"{value} exists and is not a directory; give a directory path")
-        return value

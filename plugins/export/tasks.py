@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,17 +14,15 @@ from sqlalchemy import select, update
 
 from core import RetryPolicy, SubmitLimit, TaskArgumentError, current, get_logger, task
 from core.db import to_micros, utcnow
-from core.errors import ConfigError
 from core.files import atomic_writer
 from core.models import User
-from plugins.export.formats import ExportFormat
+from core.validators import check_format, is_name
+from plugins.export.api import ExportFormat
 from plugins.export.models import ExportRecord
 from plugins.export.rows import COLUMNS, stream_rows
 
 log = get_logger(__name__)
 
-FORMAT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-EXTENSION = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")
 UserId = Annotated[int, Field(gt=0, lt=2**63)]
 """A user id: positive, and small enough for the database's 64-bit integer columns."""
 
@@ -44,19 +41,9 @@ RETRY = RetryPolicy(
 )
 
 
-def _check_format(plugin: str, fmt: Any) -> None:
-    """Export's own rules for a format: a plain lower-case name and a plain extension."""
-    if not FORMAT_NAME.fullmatch(fmt.name):
-        raise ConfigError(
-            f"plugin {plugin!r}: export format {fmt.name!r} needs a name of lower-case "
-            "letters, digits, '_' and '-' (e.g. 'csv')"
-        )
-    extension = getattr(fmt, "extension", None)
-    if not isinstance(extension, str) or not EXTENSION.fullmatch(extension):
-        raise ConfigError(
-            f"plugin {plugin!r}: export format {fmt.name!r} has extension {extension!r}; "
-            "expected letters and digits without a dot in front (e.g. 'csv')"
-        )
+def check_export_format(plugin: str, fmt: Any) -> None:
+    """The shared name and extension rules (`core.validators.check_format`)."""
+    check_format(plugin, fmt, what="export format")
 
 
 def available_formats() -> dict[str, ExportFormat]:
@@ -66,7 +53,7 @@ def available_formats() -> dict[str, ExportFormat]:
     ConfigError naming the plugin that registered it.
     """
     formats = current().plugins.collect_named(
-        "register_export_formats", "export format", methods=("write",), check=_check_format
+        "register_export_formats", "export format", methods=("write",), check=check_export_format
     )
     return dict(sorted(formats.items()))
 
@@ -75,7 +62,7 @@ def choose_format(export_format: str) -> ExportFormat:
     """The registered format called `export_format`, or a TaskArgumentError listing them."""
     formats = available_formats()
     listing = ", ".join(formats) or "(none)"
-    if not FORMAT_NAME.fullmatch(export_format):
+    if not is_name(export_format):
         raise TaskArgumentError(
             f"export_format={export_format!r:.80} is not a format name (letters, digits, "
             f"'_' and '-' only; no paths); available formats: {listing}"

@@ -1,7 +1,7 @@
 """Report formats: the built-in json, csv and html, and collecting every registered one.
 
-The built-ins are registered through `register_report_formats`, the same hook a
-third-party package implements.
+The built-ins are registered by `plugins.reports.plugin.register_report_formats`,
+the same hook a third-party package implements.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import re
 from html import escape
 from typing import Any
 
-from core import hookimpl
-from core.errors import ConfigError
-from core.plugins import PluginSet
-from plugins.reports.report import DailyReport, ReportFormat, cell, flatten
-from plugins.reports.settings import FORMAT_NAME
+from core import ConfigError, PluginSet
+from core.validators import check_format
+from plugins.reports.api import DailyReport, ReportFormat
+from plugins.reports.values import cell, flatten
 
-EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,15}$")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -32,6 +30,7 @@ class JsonFormat:
     media_type = "application/json"
 
     def render(self, report: DailyReport) -> bytes:
+        """The report (without its file list) as indented UTF-8 JSON."""
         data = report.model_dump(mode="json", exclude={"files"})
         return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -51,6 +50,7 @@ class CsvFormat:
     media_type = "text/csv"
 
     def render(self, report: DailyReport) -> bytes:
+        """A header row, the report's date and time, then one row per figure (CRLF)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["section", "metric", "value"])
@@ -93,6 +93,7 @@ def _is_grid(value: dict[str, Any]) -> bool:
 
 
 def _html_value(value: Any) -> str:
+    """A section value as escaped HTML: text, a grid table, or nested key/value tables."""
     if not isinstance(value, dict):
         return escape(cell(value))
     if not value:
@@ -121,6 +122,7 @@ class HtmlFormat:
     media_type = "text/html"
 
     def render(self, report: DailyReport) -> bytes:
+        """A standalone UTF-8 HTML page with one heading and table per section."""
         day = escape(report.report_date.isoformat())
         parts = [
             "<!DOCTYPE html>",
@@ -137,34 +139,24 @@ class HtmlFormat:
         return "\n".join(parts).encode("utf-8")
 
 
-@hookimpl
-def register_report_formats() -> list[ReportFormat]:
-    """The built-in formats: json, csv and html."""
+def builtin_formats() -> list[ReportFormat]:
+    """The built-in formats, in this order: json, csv and html."""
     return [JsonFormat(), CsvFormat(), HtmlFormat()]
 
 
-def _check_format(plugin: str, fmt: Any) -> None:
-    """Reports' own rules: the ReportFormat shape, a plain lower-case name and extension."""
+def check_report_format(plugin: str, fmt: Any) -> None:
+    """The ReportFormat shape, then the shared name and extension rules (`core.validators`)."""
     if not isinstance(fmt, ReportFormat):
         raise ConfigError(
             f"plugin {plugin!r}: register_report_formats() returned {fmt!r:.80}; "
             "a format needs name, extension, media_type and render(report) -> bytes"
         )
-    if not FORMAT_NAME.match(fmt.name):
-        raise ConfigError(
-            f"plugin {plugin!r}: report format name {fmt.name!r} is not valid; use "
-            "lowercase letters, digits, '_' or '-'"
-        )
-    if not isinstance(fmt.extension, str) or not EXTENSION.match(fmt.extension):
-        raise ConfigError(
-            f"plugin {plugin!r}: report format {fmt.name!r} has extension "
-            f"{fmt.extension!r}; use letters and digits without a leading dot"
-        )
+    check_format(plugin, fmt, what="report format")
 
 
 def collect_formats(plugins: PluginSet) -> dict[str, ReportFormat]:
     """Every registered format by name, in registration order; ConfigError if one is broken."""
     formats: dict[str, ReportFormat] = plugins.collect_named(
-        "register_report_formats", "report format", methods=("render",), check=_check_format
+        "register_report_formats", "report format", methods=("render",), check=check_report_format
     )
     return formats

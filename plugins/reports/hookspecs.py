@@ -1,7 +1,7 @@
 """Hooks the reports plugin owns: formats, sections, and "a report was generated".
 
 Other plugins implement them with `@core.hookimpl`; they are added to the plugin
-manager by `plugins.reports.register_hookspecs`. A plugin may implement them
+manager by `plugins.reports.plugin.register_hookspecs`. A plugin may implement them
 while reports is disabled: its implementation is then simply never called.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from core import hookspec
 
 if TYPE_CHECKING:
-    from plugins.reports.report import DailyReport, ReportFormat
+    from plugins.reports.api import DailyReport, ReportFormat
 
 
 @hookspec

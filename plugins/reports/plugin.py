@@ -1,4 +1,9 @@
-"""The reports plugin's implementations of the core hooks."""
+"""The reports plugin's entry point (`reports = "plugins.reports.plugin"`).
+
+Implementations of the core hooks (hookspecs, settings, task, schedule, start-up
+check, CLI) and of reports' own `register_report_formats` for the built-in json,
+csv and html formats. Reports implements no hook owned by another plugin.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ from typing import Any
 
 from core import Schedule, hookimpl
 from plugins.reports import hookspecs
-from plugins.reports.formats import collect_formats
+from plugins.reports.api import ReportFormat
+from plugins.reports.formats import builtin_formats, collect_formats
 from plugins.reports.settings import ReportsSettings
 from plugins.reports.tasks import PLUGIN, choose_formats, generate_daily_reports
+
+SCHEDULE_NAME = "generate-daily-reports"
+SCHEDULE_CRON = "0 0 * * *"
 
 
 @hookimpl
@@ -32,7 +41,13 @@ def register_tasks() -> list[Any]:
 @hookimpl
 def register_schedule(settings: Any) -> list[Schedule]:
     """Every day at 00:00 UTC, for the day that just ended."""
-    return [Schedule("generate-daily-reports", generate_daily_reports, cron="0 0 * * *")]
+    return [Schedule(SCHEDULE_NAME, generate_daily_reports, cron=SCHEDULE_CRON)]
+
+
+@hookimpl
+def register_report_formats() -> list[ReportFormat]:
+    """The built-in formats, registered like any third-party one: json, csv and html."""
+    return builtin_formats()
 
 
 @hookimpl
@@ -49,3 +64,14 @@ def register_commands(cli: Any) -> None:
     from plugins.reports.cli import reports_group
 
     cli.add_command(reports_group)
+
+
+__all__ = [
+    "configure_app",
+    "register_commands",
+    "register_hookspecs",
+    "register_report_formats",
+    "register_schedule",
+    "register_settings",
+    "register_tasks",
+]

@@ -15,10 +15,9 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import get_logger
+from core import PluginSet, get_logger
 from core.models import Account, Transaction, TransactionKind, TransactionStatus, User
-from core.plugins import PluginSet
-from plugins.reports.report import ensure_json_safe
+from plugins.reports.values import ensure_json_safe
 
 log = get_logger(__name__)
 

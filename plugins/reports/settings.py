@@ -2,41 +2,35 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, field_validator
 
-from core import PluginSettings
-from core.settings import CommaList
-
-FORMAT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+from core import CommaList, PluginSettings
+from core.validators import Directory, is_name
 
 
 class ReportsSettings(PluginSettings):
-    """`REPORTS_DIR` (default `<var dir>/reports`) and `REPORTS_FORMATS` (default: all)."""
+    """`REPORTS_DIR` (default `<var dir>/reports`) and `REPORTS_FORMATS` (default: all).
 
-    dir: Path | None = Field(
-        None, description="Where report files go; default <BANKTASKS_VAR_DIR>/reports"
+    `REPORTS_SCHEDULE` (the beat entry's cron, or `off`) is a core setting every
+    plugin with a schedule has.
+    """
+
+    dir: Directory = Field(
+        None,
+        description=(
+            "Folder the report files are written to (made if missing); empty: "
+            "<BANKTASKS_VAR_DIR>/reports"
+        ),
     )
     formats: CommaList = Field(
-        None, description="Formats written by default (comma list); default: every format"
+        None,
+        description=(
+            "Formats written when the task is called without `formats` (comma list, e.g. "
+            "json,csv); empty: every registered format"
+        ),
     )
-
-    @field_validator("dir", mode="before")
-    @classmethod
-    def _blank_is_default(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("dir")
-    @classmethod
-    def _not_a_file(cls, value: Path | None) -> Path | None:
-        if value is not None and value.exists() and not value.is_dir():
-            raise ValueError(f"{value} exists and is not a directory; give a directory path")
-        return value
 
     @field_validator("formats")
     @classmethod
@@ -46,7 +40,7 @@ class ReportsSettings(PluginSettings):
         names = [name.strip().lower() for name in value if name.strip()]
         if not names:
             return None  # REPORTS_FORMATS="" means the default: every format
-        bad = [name for name in names if not FORMAT_NAME.match(name)]
+        bad = [name for name in names if not is_name(name)]
         if bad:
             raise ValueError(
                 f"bad format name(s) {', '.join(map(repr, bad))}: "

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from core import get_logger
 from core.db import dialect_insert
 from core.files import write_bytes_atomic
+from plugins.reports.api import DailyReport
 from plugins.reports.models import StoredReport
-from plugins.reports.report import DailyReport
 
 log = get_logger(__name__)
 

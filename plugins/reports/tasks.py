@@ -8,12 +8,19 @@ from typing import Any
 
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from core import RetryPolicy, TaskArgumentError, current, get_logger, task
+from core import (
+    BanktasksError,
+    ConfigError,
+    PluginSet,
+    RetryPolicy,
+    TaskArgumentError,
+    current,
+    get_logger,
+    task,
+)
 from core.db import utcnow
-from core.errors import BanktasksError, ConfigError
-from core.plugins import PluginSet
+from plugins.reports.api import DailyReport, ReportFormat
 from plugins.reports.formats import collect_formats
-from plugins.reports.report import DailyReport, ReportFormat
 from plugins.reports.sections import builtin_sections, plugin_sections, short_error
 from plugins.reports.settings import ReportsSettings
 from plugins.reports.storage import previous_files, remove_stale, upsert_report, write_files

@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-import plugins.export
 from core import hookimpl
 from core.db import to_micros
 from core.models import Account, Transaction, User
@@ -310,7 +309,7 @@ def spy_fast_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_fast_csv_task_on_sqlite_writes_the_generic_bytes(
     make_app: Any, spy_fast_path: list[int]
 ) -> None:
-    app = make_app(plugins=[plugins.export, GenericCsvPlugin()])
+    app = make_app("export", GenericCsvPlugin())
     days = [date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1)]
     _fill(app, days)
     fast_result, generic_result = _export_both(app, days[0], days[-1])
@@ -322,7 +321,7 @@ def test_fast_csv_task_on_sqlite_writes_the_generic_bytes(
 
 
 def test_fast_csv_task_before_year_1000(make_app: Any, spy_fast_path: list[int]) -> None:
-    app = make_app(plugins=[plugins.export, GenericCsvPlugin()])
+    app = make_app("export", GenericCsvPlugin())
     days = [date(999, 12, 31), date(1000, 1, 1)]
     _fill(app, days)
     fast_result, generic_result = _export_both(app, days[0], days[-1])
@@ -333,7 +332,7 @@ def test_fast_csv_task_before_year_1000(make_app: Any, spy_fast_path: list[int])
 
 
 def test_fast_csv_empty_export_is_the_header(make_app: Any) -> None:
-    app = make_app(plugins=[plugins.export, GenericCsvPlugin()])
+    app = make_app("export", GenericCsvPlugin())
     _fill(app, [date(2024, 1, 1)])
     fast_result, generic_result = _export_both(app, date(2023, 1, 1), date(2023, 1, 2))
     assert fast_result["rows"] == 0
@@ -345,7 +344,7 @@ def test_fast_csv_empty_export_is_the_header(make_app: Any) -> None:
 
 def test_csv_format_uses_the_generic_path_for_rows_already_read(make_app: Any) -> None:
     """A format that reads some rows and hands the rest to CsvFormat still gets them all right."""
-    app = make_app(plugins=[plugins.export])
+    app = make_app("export")
     _fill(app, [date(2024, 1, 1)])
     start_us, end_us = (
         to_micros(datetime(2024, 1, 1, tzinfo=UTC)),
@@ -370,7 +369,7 @@ def test_csv_format_uses_the_generic_path_for_rows_already_read(make_app: Any) -
 def test_fast_csv_task_on_postgresql_writes_the_generic_bytes(
     make_app: Any, pg_database_url: str, spy_fast_path: list[int]
 ) -> None:
-    app = make_app(plugins=[plugins.export, GenericCsvPlugin()], database_url=pg_database_url)
+    app = make_app("export", GenericCsvPlugin(), database_url=pg_database_url)
     days = [date(2024, 2, 29), date(2024, 3, 1)]
     _fill(app, days)
     fast_result, generic_result = _export_both(app, days[0], days[-1])
@@ -435,7 +434,7 @@ def _many_rows(app: Any, count: int) -> None:
 def test_fast_csv_on_postgresql_many_batches_read_ahead(
     make_app: Any, pg_database_url: str, spy_fast_path: list[int]
 ) -> None:
-    app = make_app(plugins=[plugins.export, GenericCsvPlugin()], database_url=pg_database_url)
+    app = make_app("export", GenericCsvPlugin(), database_url=pg_database_url)
     _many_rows(app, 2500)
     fast_result, generic_result = _export_both(app, date(2024, 1, 1), date(2024, 1, 31))
     assert Path(fast_result["path"]).read_bytes() == Path(generic_result["path"]).read_bytes()
@@ -446,7 +445,7 @@ def test_fast_csv_on_postgresql_many_batches_read_ahead(
 def test_fast_csv_on_postgresql_failing_write_stops_reading(
     make_app: Any, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(plugins=[plugins.export], database_url=pg_database_url)
+    app = make_app("export", database_url=pg_database_url)
     _many_rows(app, 4500)
     real = CsvLines.lines
     calls: list[int] = []

@@ -17,11 +17,10 @@ from typing import Any, BinaryIO
 import pytest
 from sqlalchemy import event, func, select
 
-import plugins.export
-from core import TaskArgumentError, hookimpl
-from core.errors import ConfigError
+from banktasks_testing import assert_retry_policy
+from core import ConfigError, TaskArgumentError, hookimpl
 from core.models import Account, Transaction, User
-from plugins.export import COLUMNS, ExportRecord, export_transaction_data
+from plugins.export import COLUMNS, CsvFormat, ExportRecord, export_transaction_data
 
 TASK = "export.export_transaction_data"
 NUMBER = "401234567890"
@@ -103,38 +102,6 @@ class FormatPlugin:
     @hookimpl
     def register_export_formats(self) -> list[Any]:
         return [self.fmt]
-
-
-@pytest.fixture
-def app(make_app: Any) -> Any:
-    return make_app(plugins=[plugins.export])
-
-
-@pytest.fixture
-def export_dir(app: Any) -> Path:
-    return Path(app.runtime.settings.var_dir).resolve() / "exports"
-
-
-@pytest.fixture
-def app_with(app: Any) -> Any:
-    """Factory: a second app on the same database with extra plugin objects (disposed after)."""
-    from core.app import create_app
-    from core.settings import load_settings
-
-    made: list[Any] = []
-
-    def build(extra: list[Any]) -> Any:
-        new = create_app(load_settings(), plugins=[plugins.export, *extra])
-        new.runtime.db.create_all()
-        made.append(new)
-        for obj in extra:
-            if isinstance(obj, Listener):
-                obj.app = new
-        return new
-
-    yield build
-    for new in made:
-        new.runtime.db.dispose()
 
 
 def test_export_end_day_is_included_whole(app: Any) -> None:
@@ -278,10 +245,31 @@ def test_export_file_sha256_bytes_mode_and_name(app: Any, export_dir: Path) -> N
 def test_export_dir_setting(make_app: Any, tmp_path: Path, monkeypatch: Any) -> None:
     target = tmp_path / "elsewhere" / "exports"
     monkeypatch.setenv("EXPORT_DIR", str(target))
-    app = make_app(plugins=[plugins.export])
+    app = make_app("export")
     add_user(app)
     result = export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-02")
     assert Path(result["path"]).parent == target
+
+
+def test_export_dir_that_is_a_file_stops_start_up(
+    make_app: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    monkeypatch.setenv("EXPORT_DIR", str(a_file))
+    with pytest.raises(ConfigError, match=f"EXPORT_DIR.*{a_file} exists and is not a directory"):
+        make_app("export")
+
+
+def test_blank_export_dir_means_the_default(
+    make_app: Any, monkeypatch: Any, export_dir: Path
+) -> None:
+    monkeypatch.setenv("EXPORT_DIR", "")
+    app = make_app("export")
+    assert app.runtime.settings_for("export").dir is None
+    add_user(app)
+    result = export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-02")
+    assert Path(result["path"]).parent == export_dir
 
 
 @pytest.mark.parametrize(
@@ -325,7 +313,7 @@ def test_export_bad_dates_are_refused_by_the_caller(app: Any) -> None:
 
 def test_export_max_days_boundary(make_app: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("EXPORT_MAX_DAYS", "31")
-    app = make_app(plugins=[plugins.export])
+    app = make_app("export")
     add_user(app)
     ok = export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
     assert ok["rows"] == 0
@@ -344,22 +332,7 @@ def test_export_default_max_days_allows_a_leap_year(app: Any) -> None:
 def test_export_max_days_must_be_positive(make_app: Any, monkeypatch: Any, value: str) -> None:
     monkeypatch.setenv("EXPORT_MAX_DAYS", value)
     with pytest.raises(ConfigError, match="EXPORT_MAX_DAYS"):
-        make_app(plugins=[plugins.export])
-
-
-@pytest.fixture
-def retries() -> Any:
-    """Reasons of the retries Celery schedules during the test (signal `task_retry`)."""
-    from celery.signals import task_retry
-
-    seen: list[Any] = []
-
-    def record(sender: Any = None, reason: Any = None, **_: Any) -> None:
-        seen.append(reason)
-
-    task_retry.connect(record, weak=False)
-    yield seen
-    task_retry.disconnect(record)
+        make_app("export")
 
 
 def test_export_argument_errors_are_not_retried(
@@ -483,13 +456,23 @@ def test_export_transient_os_error_is_retried_once_then_succeeds(
 def test_export_retry_policy_options(app: Any) -> None:
     import sqlalchemy.exc as sa_exc
 
+    assert_retry_policy(
+        app,
+        TASK,
+        max_retries=5,
+        retry_on=(
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.DisconnectionError,
+            sa_exc.TimeoutError,
+            OSError,
+        ),
+        backoff=60,
+        backoff_max=600,
+    )
     celery_task = app.tasks[TASK]
     assert app.conf.task_routes[TASK] == {"queue": "export"}
-    assert celery_task.max_retries == 5
-    assert celery_task.retry_backoff == 60
     assert celery_task.retry_jitter is True
-    assert sa_exc.OperationalError in celery_task.autoretry_for
-    assert OSError in celery_task.autoretry_for
     assert TaskArgumentError in celery_task.dont_autoretry_for
     assert celery_task.acks_late is True
     assert "export" not in " ".join(app.conf.beat_schedule)  # no schedule
@@ -573,7 +556,7 @@ def test_export_listener_failure_is_announced_again_on_redelivery(app_with: Any,
 
 def test_export_works_with_notifications_disabled(make_app: Any, export_dir: Path) -> None:
     notifications = Listener(name="notifications")
-    app = make_app(plugins=[plugins.export, notifications], banktasks_disable=["notifications"])
+    app = make_app("export", notifications, banktasks_disable=["notifications"])
     notifications.app = app
     assert not app.runtime.is_enabled("notifications")
     acc = add_user(app)
@@ -614,9 +597,46 @@ def test_export_third_party_format_is_listed_and_used(app_with: Any, app: Any) -
 
 def test_export_format_registered_twice_is_a_config_error(app_with: Any, app: Any) -> None:
     add_user(app)
-    app_with([FormatPlugin(plugins.export.CsvFormat(), name="copycat")])
+    app_with([FormatPlugin(CsvFormat(), name="copycat")])
     with pytest.raises(ConfigError, match="'csv' is registered twice"):
         export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
+
+
+class Odd:
+    """A format whose name or extension breaks the shared rules."""
+
+    media_type = "text/plain"
+
+    def __init__(self, name: str, extension: str) -> None:
+        self.name, self.extension = name, extension
+
+    def write(self, columns: list[str], rows: Iterable[tuple], out: BinaryIO) -> None:
+        out.write(b"never called\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "message"),
+    [
+        ("TSV", "tsv", "plugin 'acme_formats': export format 'TSV' needs a name of lower-case"),
+        ("../tsv", "tsv", "plugin 'acme_formats': export format '../tsv' needs a name of lower"),
+        (
+            "tsv",
+            ".tsv",
+            "plugin 'acme_formats': export format 'tsv' has extension '.tsv'; expected",
+        ),
+        ("tsv", "a/b", "plugin 'acme_formats': export format 'tsv' has extension 'a/b'"),
+    ],
+)
+def test_export_format_with_a_bad_name_or_extension_is_a_config_error(
+    app_with: Any, app: Any, export_dir: Path, name: str, extension: str, message: str
+) -> None:
+    add_user(app)
+    odd_app = app_with([FormatPlugin(Odd(name, extension))])
+    with pytest.raises(ConfigError) as err:
+        export_transaction_data(user_id=1, start_date="2024-01-01", end_date="2024-01-31")
+    assert message in str(err.value)
+    assert files_in(export_dir) == []
+    assert records(odd_app) == []
 
 
 def test_export_example_is_user_1_last_30_days(app: Any) -> None:
@@ -637,7 +657,7 @@ def test_export_on_postgresql_streams_with_a_server_side_cursor(
 ) -> None:
     import plugins.export.rows as rows_module
 
-    app = make_app(plugins=[plugins.export], database_url=pg_database_url)
+    app = make_app("export", database_url=pg_database_url)
     assert app.runtime.db.dialect == "postgresql"
     acc = add_user(app)
     add_tx(app, acc, utc(2023, 12, 31, 23, 59, 59, 999999))
@@ -744,7 +764,7 @@ def test_export_concurrent_duplicate_keeps_the_first_commit(
 
 
 def test_caller_refuses_bad_range_before_anything_is_sent(make_app):
-    app = make_app(plugins=[plugins.export])
+    app = make_app("export")
     broker = app.redis_client()
     celery_task = app.tasks[TASK]
     with pytest.raises(TaskArgumentError, match="is before start_date"):
@@ -758,7 +778,7 @@ def test_submissions_are_rate_limited_per_user(make_app, monkeypatch):
     from core import SubmissionRateLimited
 
     monkeypatch.setenv("EXPORT_SUBMIT_LIMIT_PER_MINUTE", "2")
-    app = make_app(plugins=[plugins.export])
+    app = make_app("export")
     celery_task = app.tasks[TASK]
     args = {"start_date": "2024-01-01", "end_date": "2024-01-31"}
     celery_task.delay(user_id=1, **args)

@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 
-import plugins.reports
-
 
 @pytest.fixture
 def reports_app(make_app: Callable[..., Any]) -> Any:
     """An app with the reports plugin alone (no notifications, no fraud)."""
-    return make_app(plugins=[plugins.reports])
+    return make_app("reports")
 
 
 @pytest.fixture

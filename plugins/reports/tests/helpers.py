@@ -1,4 +1,4 @@
-"""Row builders shared by the reports tests (imported by name; unique module name)."""
+"""Row builders and lookups shared by the reports tests."""
 
 from __future__ import annotations
 

@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reports_testkit import stored_rows
 from sqlalchemy import func, select
 
+from banktasks_testing import seed_data
 from core import TaskArgumentError
 from core.db import utcnow
 from core.models import Transaction
-from core.seed import seed
 from plugins.reports.sections import day_window
+
+from .helpers import stored_rows
 
 
 @pytest.mark.e2e
 def test_seed_call_through_a_real_worker(e2e: Any) -> None:
     e2e.set(BANKTASKS_PLUGINS="reports")
     app = e2e.app()
-    assert app.runtime.plugins.enabled() == ["reports"]
-    seed(app.runtime.db, users=20, transactions=600, seed_value=3, now=utcnow())
+    installed = app.runtime.plugins.entry_points
+    assert [name for name in installed if app.runtime.is_enabled(name)] == ["reports"]
+    seed_data(app.runtime.db, users=20, transactions=600, seed_value=3, now=utcnow())
     yesterday = (utcnow() - timedelta(days=1)).date()
     start, end = day_window(yesterday)
     with app.runtime.db.session() as session:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from reports_testkit import DAY, add_account, add_tx, at, reports_dir
 
 import plugins.reports
+from banktasks_testing import fake_plugin
 from core import ConfigError, TaskArgumentError, hookimpl
 from plugins.reports import (
     CsvFormat,
@@ -21,6 +22,8 @@ from plugins.reports import (
     ReportFormat,
     generate_daily_reports,
 )
+
+from .helpers import DAY, add_account, add_tx, at, reports_dir
 
 EVIL = "<script>alert('x')</script>"
 
@@ -73,7 +76,7 @@ def test_csv_parses_with_the_csv_module(reports_app: Any, in_session: Any) -> No
 
 
 def test_html_escapes_everything_it_shows(make_app: Any, in_session: Any) -> None:
-    make_app(plugins=[plugins.reports, EvilSection()])
+    make_app("reports", EvilSection())
     result = generate_daily_reports(report_date=DAY, formats=["html", "csv"])
     page = Path(result["files"]["html"]).read_text("utf-8")
     assert "<script" not in page
@@ -142,7 +145,7 @@ class BrokenPlugin:
 
 
 def test_a_third_party_format_is_written_like_the_built_ins(make_app: Any, in_session: Any) -> None:
-    make_app(plugins=[plugins.reports, MarkdownPlugin()])
+    make_app("reports", MarkdownPlugin())
     _fill(in_session)
     result = generate_daily_reports(report_date=DAY)
     assert list(result["files"]) == ["json", "csv", "html", "md"]
@@ -152,7 +155,7 @@ def test_a_third_party_format_is_written_like_the_built_ins(make_app: Any, in_se
 
 
 def test_a_format_that_fails_does_not_stop_the_others(make_app: Any) -> None:
-    app = make_app(plugins=[plugins.reports, BrokenPlugin()])
+    app = make_app("reports", BrokenPlugin())
     result = generate_daily_reports(report_date=DAY)
     assert list(result["files"]) == ["json", "csv", "html"]
     assert result["errors"]["formats"] == {"broken": "RuntimeError: renderer exploded"}
@@ -170,7 +173,7 @@ def test_a_format_name_registered_twice_stops_start_up(make_app: Any) -> None:
             return [JsonFormat()]
 
     with pytest.raises(ConfigError, match="report format 'json' is registered twice"):
-        make_app(plugins=[plugins.reports, Twice()])
+        make_app("reports", Twice())
 
 
 def test_a_format_without_render_stops_start_up(make_app: Any) -> None:
@@ -186,7 +189,30 @@ def test_a_format_without_render_stops_start_up(make_app: Any) -> None:
             return [NotAFormat()]
 
     with pytest.raises(ConfigError, match="plugin 'acme_bad': register_report_formats"):
-        make_app(plugins=[plugins.reports, Bad()])
+        make_app("reports", Bad())
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "message"),
+    [
+        (
+            "Markdown",
+            "md",
+            "plugin 'acme_odd': report format 'Markdown' needs a name of lower-case",
+        ),
+        ("md/x", "md", "plugin 'acme_odd': report format 'md/x' needs a name of lower-case"),
+        ("md", ".md", "plugin 'acme_odd': report format 'md' has extension '.md'; expected"),
+        ("md", "../md", "plugin 'acme_odd': report format 'md' has extension '../md'; expected"),
+    ],
+)
+def test_a_format_with_a_bad_name_or_extension_stops_start_up(
+    make_app: Any, name: str, extension: str, message: str
+) -> None:
+    odd = Markdown()
+    odd.name, odd.extension = name, extension
+    plugin = fake_plugin("acme_odd", register_report_formats=lambda: [odd])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_app("reports", plugin)
 
 
 def test_daily_report_model_rules() -> None:

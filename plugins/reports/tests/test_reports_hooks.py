@@ -11,11 +11,16 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from reports_testkit import DAY, add_account, add_tx, at
 
 import plugins.reports
+from banktasks_testing import assert_not_scheduled, assert_schedule
 from core import hookimpl
 from plugins.reports import DailyReport, generate_daily_reports, hookspecs
+from plugins.reports import plugin as reports_plugin
+
+from .helpers import DAY, add_account, add_tx, at
+
+TASK = "reports.generate_daily_reports"
 
 
 class AcmeSections:
@@ -97,15 +102,13 @@ def test_sections_from_other_plugins_and_one_that_raises(
 ) -> None:
     acme = AcmeSections()
     make_app(
-        plugins=[
-            plugins.reports,
-            acme,
-            ManySections(),
-            NoSection(),
-            RaisingSection(),
-            ClashingSection(),
-            BadShape(),
-        ]
+        "reports",
+        acme,
+        ManySections(),
+        NoSection(),
+        RaisingSection(),
+        ClashingSection(),
+        BadShape(),
     )
     result = generate_daily_reports(report_date=DAY)
     assert acme.dates == [DAY]
@@ -130,7 +133,7 @@ def test_sections_from_other_plugins_and_one_that_raises(
 def test_on_report_generated_once_per_run_with_the_report(make_app: Any, in_session: Any) -> None:
     mailer = Listener("mailer", answer={"queued": "task-id-1"})
     silent = Listener("silent", answer=None)
-    make_app(plugins=[plugins.reports, mailer, silent])
+    make_app("reports", mailer, silent)
     in_session(lambda s: add_tx(s, add_account(s), "7.77", at(DAY)))
 
     result = generate_daily_reports(report_date=DAY)
@@ -150,7 +153,7 @@ def test_on_report_generated_once_per_run_with_the_report(make_app: Any, in_sess
 
 def test_emailed_is_false_when_no_listener_says_so(make_app: Any) -> None:
     silent = Listener("silent", answer={})
-    make_app(plugins=[plugins.reports, silent])
+    make_app("reports", silent)
     assert generate_daily_reports(report_date=DAY)["emailed"] is False
     assert len(silent.reports) == 1
 
@@ -158,7 +161,7 @@ def test_emailed_is_false_when_no_listener_says_so(make_app: Any) -> None:
 def test_a_listener_that_raises_does_not_fail_the_report(make_app: Any) -> None:
     broken = Listener("broken_mailer", fail=True)
     mailer = Listener("mailer", answer={"queued": "x"})
-    make_app(plugins=[plugins.reports, mailer, broken])
+    make_app("reports", mailer, broken)
     result = generate_daily_reports(report_date=DAY)
     assert result["emailed"] is True
     assert result["errors"]["listeners"] == {"broken_mailer": "ConnectionError: mail queue down"}
@@ -175,16 +178,13 @@ def test_reports_alone_from_entry_points_with_neighbours_disabled(make_app: Any)
     assert result["sections"] == ["transactions", "customers"]
     from core.tasks import resolve
 
-    assert resolve("generate_daily_reports", app).name == "reports.generate_daily_reports"
+    assert resolve("generate_daily_reports", app).name == TASK
 
 
 def test_task_schedule_and_queue(reports_app: Any) -> None:
     routes = reports_app.conf.task_routes
-    assert routes["reports.generate_daily_reports"] == {"queue": "reports"}
-    entry = reports_app.conf.beat_schedule["generate-daily-reports"]
-    assert entry["task"] == "reports.generate_daily_reports"
-    assert entry["kwargs"] == {}
-    assert (entry["schedule"].minute, entry["schedule"].hour) == ({0}, {0})
+    assert routes[TASK] == {"queue": "reports"}
+    assert_schedule(reports_app, "generate-daily-reports", task=TASK, cron="0 0 * * *", kwargs={})
     assert generate_daily_reports.example_kwargs() == {}
 
 
@@ -192,12 +192,11 @@ def test_schedule_can_be_moved_or_switched_off(
     make_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REPORTS_SCHEDULE", "30 2 * * *")
-    app = make_app(plugins=[plugins.reports])
-    schedule = app.conf.beat_schedule["generate-daily-reports"]["schedule"]
-    assert (schedule.minute, schedule.hour) == ({30}, {2})
+    app = make_app("reports")
+    assert_schedule(app, "generate-daily-reports", task=TASK, cron="30 2 * * *")
     monkeypatch.setenv("REPORTS_SCHEDULE", "off")
-    app = make_app(plugins=[plugins.reports])
-    assert "generate-daily-reports" not in app.conf.beat_schedule
+    app = make_app("reports")
+    assert_not_scheduled(app, "generate-daily-reports")
 
 
 def test_hookspecs_are_documented_and_registered(reports_app: Any) -> None:
@@ -215,7 +214,7 @@ def test_cli_show_and_list(reports_app: Any, in_session: Any) -> None:
     def root() -> None:
         pass
 
-    plugins.reports.register_commands(root)
+    reports_plugin.register_commands(root)
     runner = CliRunner()
     missing = runner.invoke(root, ["reports", "show", "2024-01-31"])
     assert missing.exit_code == 1

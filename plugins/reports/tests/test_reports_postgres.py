@@ -8,14 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from reports_testkit import add_account, add_tx, at, stored_rows
 from sqlalchemy import select
 
-import plugins.reports
+from banktasks_testing import seed_data
 from core.models import Transaction
-from core.seed import seed
 from plugins.reports import generate_daily_reports
 from plugins.reports.sections import day_window
+
+from .helpers import add_account, add_tx, at, stored_rows
 
 NOW = datetime(2024, 2, 2, 6, 0, tzinfo=UTC)
 DAYS = [date(2024, 1, 28) + timedelta(days=i) for i in range(6)]  # partial, full…, partial
@@ -23,7 +23,7 @@ DAYS = [date(2024, 1, 28) + timedelta(days=i) for i in range(6)]  # partial, ful
 
 def _build(app: Any) -> tuple[dict[date, dict[str, Any]], int]:
     """Seed, add drift-prone and boundary rows, report every day; return sections by day."""
-    seeded = seed(app.runtime.db, users=40, transactions=4000, seed_value=11, days=5, now=NOW)
+    seeded = seed_data(app.runtime.db, users=40, transactions=4000, seed_value=11, days=5, now=NOW)
     with app.runtime.db.session() as session:
         usd, eur = add_account(session), add_account(session, currency="EUR")
         for i in range(300):
@@ -52,12 +52,12 @@ def _python_sums(app: Any, day: date) -> dict[str, tuple[int, str]]:
 
 @pytest.mark.postgres
 def test_postgres_report_matches_sqlite_to_the_cent(make_app: Any, pg_database_url: str) -> None:
-    lite_app = make_app(plugins=[plugins.reports])
+    lite_app = make_app("reports")
     assert lite_app.runtime.db.dialect == "sqlite"
     lite, lite_count = _build(lite_app)
     lite_sums = {day: _python_sums(lite_app, day) for day in DAYS}
 
-    pg_app = make_app(plugins=[plugins.reports], database_url=pg_database_url)
+    pg_app = make_app("reports", database_url=pg_database_url)
     assert pg_app.runtime.db.dialect == "postgresql"
     pg, pg_count = _build(pg_app)
 

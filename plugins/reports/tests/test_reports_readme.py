@@ -1,17 +1,18 @@
-"""The README's third-party format and section examples work as written."""
+"""The README's third-party format, section and testing examples work as written."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import types
 from pathlib import Path
 from typing import Any
 
-from reports_testkit import DAY, add_account, add_tx, at
-
 import plugins.reports
 from plugins.reports import generate_daily_reports
+
+from .helpers import DAY, add_account, add_tx, at
 
 README = Path(plugins.reports.__file__).parent / "README.md"
 
@@ -27,7 +28,7 @@ def _example(hook: str, name: str) -> types.ModuleType:
 def test_readme_format_and_section_examples(make_app: Any, in_session: Any) -> None:
     markdown = _example("register_report_formats", "acme_markdown")
     large = _example("register_report_sections", "acme_large")
-    make_app(plugins=[plugins.reports, markdown, large])
+    make_app("reports", markdown, large)
 
     def fill(session: Any) -> None:
         account = add_account(session)
@@ -45,3 +46,10 @@ def test_readme_format_and_section_examples(make_app: Any, in_session: Any) -> N
     assert "acme_large" in result["sections"]
     sections = json.loads(Path(result["files"]["json"]).read_text())["sections"]
     assert sections["acme_large"] == {"count": 2}
+
+
+def test_readme_testing_example(make_app: Any, monkeypatch: Any) -> None:
+    markdown = _example("register_report_formats", "acme_markdown")
+    monkeypatch.setitem(sys.modules, "acme_markdown", markdown)
+    module = _example("test_markdown", "test_acme_markdown")
+    module.test_markdown(make_app)

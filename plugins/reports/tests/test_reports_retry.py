@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reports_testkit import DAY, reports_dir, stored_rows
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
 import plugins.reports.tasks as reports_tasks
+from banktasks_testing import assert_retry_policy
 from core import TaskArgumentError
 from plugins.reports import RETRY
+
+from .helpers import DAY, reports_dir, stored_rows
 
 TASK = "reports.generate_daily_reports"
 
@@ -33,11 +35,15 @@ def _flaky(
 
 
 def test_celery_options_of_the_task(reports_app: Any) -> None:
+    assert_retry_policy(
+        reports_app,
+        TASK,
+        max_retries=3,
+        retry_on=(OperationalError, DisconnectionError, OSError),
+        backoff=30,
+        backoff_max=600,
+    )
     task = reports_app.tasks[TASK]
-    assert task.max_retries == 3
-    assert set(task.autoretry_for) == {OperationalError, DisconnectionError, OSError}
-    assert task.retry_backoff == 30
-    assert task.retry_backoff_max == 600
     assert task.retry_jitter is True
     assert task.acks_late is True
     assert TaskArgumentError in task.dont_autoretry_for
@@ -98,11 +104,9 @@ def test_argument_errors_are_never_retried(
 
 
 def test_bad_arguments_raise_in_the_caller_before_sending(reports_app: Any) -> None:
-    import redis
-
     with pytest.raises(TaskArgumentError, match="report_date"):
         reports_app.tasks[TASK].delay(report_date="not a date")
-    queued = redis.Redis.from_url(reports_app.conf.broker_url).llen("reports")
+    queued = reports_app.redis_client().llen("reports")
     assert queued == 0
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from reports_testkit import DAY, add_account, add_tx, at, stored_rows
-
 from plugins.reports import generate_daily_reports
 from plugins.reports.sections import day_window
+
+from .helpers import DAY, add_account, add_tx, at, stored_rows
 
 
 def _report(app: Any, day: Any = DAY) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reports_testkit import DAY, add_account, add_tx, at, reports_dir, stored_rows
 
-import plugins.reports
 import plugins.reports.tasks as reports_tasks
 from core import ConfigError, TaskArgumentError
 from plugins.reports import generate_daily_reports
+
+from .helpers import DAY, add_account, add_tx, at, reports_dir, stored_rows
 
 
 def _freeze(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
@@ -181,7 +181,7 @@ def test_reports_dir_setting(
 ) -> None:
     target = tmp_path / "elsewhere" / "reports"
     monkeypatch.setenv("REPORTS_DIR", str(target))
-    app = make_app(plugins=[plugins.reports])
+    app = make_app("reports")
     assert app.runtime.settings_for("reports").dir == target
     result = generate_daily_reports(report_date=DAY)
     assert Path(result["files"]["csv"]).parent == target.resolve()
@@ -192,7 +192,7 @@ def test_reports_formats_setting_is_the_default(
     make_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REPORTS_FORMATS", "html, json")
-    make_app(plugins=[plugins.reports])
+    make_app("reports")
     assert list(generate_daily_reports(report_date=DAY)["files"]) == ["html", "json"]
     assert list(generate_daily_reports(report_date=DAY, formats=["csv"])["files"]) == ["csv"]
 
@@ -219,13 +219,13 @@ def test_bad_settings_stop_start_up(
         Path(value).write_text("x")
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        make_app(plugins=[plugins.reports])
+        make_app("reports")
 
 
 def test_blank_settings_mean_the_defaults(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPORTS_FORMATS", "")
     monkeypatch.setenv("REPORTS_DIR", "")
-    app = make_app(plugins=[plugins.reports])
+    app = make_app("reports")
     settings = app.runtime.settings_for("reports")
     assert settings.formats is None
     assert (
