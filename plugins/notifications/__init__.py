@@ -1,34 +1,30 @@
 """notifications: e-mail users and admins through pluggable channels, exactly once per key.
 
 Public surface for other plugins and third-party channel packages:
-`Channel`, `Message`, `TemporaryFailure`, `PermanentFailure`, `OutboxEntry`,
-`NotificationsSettings`, and the tasks `send_email_notification` /
-`send_admin_email`. The hook implementations below are what pluggy registers.
+
+- `Channel`, `Message`, `TemporaryFailure`, `PermanentFailure`, `NotificationError`
+  (defined in `plugins.notifications.api`): what a channel implements, receives and raises;
+- `SMTPChannel`, `FileChannel`, `ConsoleChannel` (the built-in channels) and `get_channel`;
+- `NotificationsSettings`, the outbox table `OutboxEntry` / `OutboxStatus` and
+  `message_id_for(key)`;
+- the tasks `send_email_notification` and `send_admin_email`;
+- the hookspec `register_notification_channels()` in `plugins.notifications.hookspecs`.
+
+The hook implementations live in `plugins.notifications.plugin` (the entry point).
 """
 
 from __future__ import annotations
 
-from plugins.notifications.channels import (
+from plugins.notifications.api import (
     Channel,
-    ConsoleChannel,
-    FileChannel,
-    SMTPChannel,
-    get_channel,
+    Message,
+    NotificationError,
+    PermanentFailure,
+    TemporaryFailure,
 )
-from plugins.notifications.errors import NotificationError, PermanentFailure, TemporaryFailure
-from plugins.notifications.message import Message, message_id_for
+from plugins.notifications.channels import ConsoleChannel, FileChannel, SMTPChannel, get_channel
 from plugins.notifications.models import OutboxEntry, OutboxStatus
-from plugins.notifications.plugin import (
-    configure_app,
-    on_export_ready,
-    on_fraud_alert,
-    on_report_generated,
-    register_commands,
-    register_hookspecs,
-    register_notification_channels,
-    register_settings,
-    register_tasks,
-)
+from plugins.notifications.outbox import message_id_for
 from plugins.notifications.settings import NotificationsSettings
 from plugins.notifications.tasks import send_admin_email, send_email_notification
 
@@ -44,17 +40,8 @@ __all__ = [
     "PermanentFailure",
     "SMTPChannel",
     "TemporaryFailure",
-    "configure_app",
     "get_channel",
     "message_id_for",
-    "on_export_ready",
-    "on_fraud_alert",
-    "on_report_generated",
-    "register_commands",
-    "register_hookspecs",
-    "register_notification_channels",
-    "register_settings",
-    "register_tasks",
     "send_admin_email",
     "send_email_notification",
 ]

@@ -1,9 +1,8 @@
-"""Channels deliver a `Message`: smtp, file (`.eml` per message) and console built in.
+"""The built-in channels (smtp, file: one `.eml` per message, console) and channel lookup.
 
-A channel is any object with a `name` and a `send(message)` method, registered
-through the `register_notification_channels()` hook. `EMAIL_BACKEND` picks one.
-`send` returns when the message is handed over; it raises `TemporaryFailure` to
-have the task retried, `PermanentFailure` (or any other exception) to fail at once.
+A channel is any object with a `name` and a `send(message)` method (`api.Channel`),
+registered through the `register_notification_channels()` hook. `EMAIL_BACKEND`
+picks one.
 """
 
 from __future__ import annotations
@@ -13,28 +12,17 @@ import ssl
 import sys
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any
 
 from core import ConfigError, current, get_logger
 from core.files import safe_filename, write_bytes_atomic
 from core.logging import redact_text
-from plugins.notifications.errors import PermanentFailure, TemporaryFailure
-from plugins.notifications.message import Message
+from core.validators import is_name
+from plugins.notifications.api import Channel, Message, PermanentFailure, TemporaryFailure
 from plugins.notifications.settings import NotificationsSettings
 
 log = get_logger(__name__)
 PLUGIN = "notifications"
-
-
-@runtime_checkable
-class Channel(Protocol):
-    """Something that can deliver a Message: `name` and `send(message) -> None`."""
-
-    name: str
-
-    def send(self, message: Message) -> None:
-        """Deliver the message, or raise TemporaryFailure (retry) / anything else (fail)."""
-        ...
 
 
 def _settings() -> NotificationsSettings:
@@ -199,11 +187,23 @@ def builtin_channels() -> list[Channel]:
     return [SMTPChannel(), FileChannel(), ConsoleChannel()]
 
 
+def check_channel_name(plugin: str, channel: Any) -> None:
+    """A channel name is what EMAIL_BACKEND (lower-cased) selects: a plain lower-case name."""
+    if not is_name(channel.name):
+        raise ConfigError(
+            f"plugin {plugin!r}: notification channel {channel.name!r} needs a name of "
+            "lower-case letters, digits, '_' and '-' (e.g. 'slack'), as EMAIL_BACKEND gives it"
+        )
+
+
 def registered_channels(runtime: Any = None) -> dict[str, Channel]:
     """Every channel the enabled plugins register, by name (a name registered twice is an error)."""
     runtime = runtime or current()
     channels: dict[str, Channel] = runtime.plugins.collect_named(
-        "register_notification_channels", "notification channel", methods=("send",)
+        "register_notification_channels",
+        "notification channel",
+        methods=("send",),
+        check=check_channel_name,
     )
     return channels
 

@@ -27,10 +27,18 @@ from sqlalchemy import CursorResult, or_, select, update
 
 from core.db import Database, dialect_insert, utcnow
 from core.logging import redact_text
-from plugins.notifications.message import message_id_for
 from plugins.notifications.models import OutboxEntry, OutboxStatus
 
 MAX_ERROR = 2000
+
+
+def message_id_for(key: str, domain: str = "banktasks") -> str:
+    """The Message-ID for an idempotency key: the same key always gives the same id.
+
+    A resend after a crash between the SMTP hand-off and the database commit
+    therefore carries the same Message-ID, so mail systems can collapse it.
+    """
+    return f"<{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}@{domain}>"
 
 
 def derive_key(task_name: str, task_id: str | None, payload: dict[str, Any]) -> str:

@@ -16,9 +16,8 @@ from typing import Any, NoReturn
 from core import RetryPolicy, TaskArgumentError, current, get_logger
 from core.models import User
 from plugins.notifications import outbox
+from plugins.notifications.api import Message, PermanentFailure, TemporaryFailure
 from plugins.notifications.channels import PLUGIN, get_channel
-from plugins.notifications.errors import PermanentFailure, TemporaryFailure
-from plugins.notifications.message import Message
 from plugins.notifications.settings import NotificationsSettings
 from plugins.notifications.validation import check_address
 

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import SettingsConfigDict
 
 from core import PluginSettings
+from core.validators import Directory
 from plugins.notifications.validation import check_address
 
 PREFIX = "NOTIFICATIONS_"
@@ -53,24 +54,78 @@ class NotificationsSettings(PluginSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     email_backend: str = _env(
-        "EMAIL_BACKEND", default="file", description="channel that sends: file, smtp, console, …"
+        "EMAIL_BACKEND",
+        default="file",
+        description="The channel that sends: `file`, `smtp`, `console`, or one a plugin adds.",
     )
-    smtp_host: str = _env("SMTP_HOST", default="localhost", min_length=1)
+    smtp_host: str = _env(
+        "SMTP_HOST",
+        default="localhost",
+        min_length=1,
+        description="SMTP server: a host name or IP address (no scheme, no port).",
+    )
     smtp_port: int | None = _env(
-        "SMTP_PORT", default=None, ge=1, le=65535, description="default 25 / 587 / 465"
+        "SMTP_PORT",
+        default=None,
+        ge=1,
+        le=65535,
+        description="SMTP port; unset: 25, 587 (starttls) or 465 (ssl) after SMTP_SECURITY.",
     )
-    smtp_username: str | None = _env("SMTP_USERNAME", default=None)
-    smtp_password: SecretStr | None = _env("SMTP_PASSWORD", default=None)
-    smtp_security: Literal["none", "starttls", "ssl"] = _env("SMTP_SECURITY", default="none")
-    smtp_timeout: float = _env("SMTP_TIMEOUT", default=10.0, gt=0, le=300)
+    smtp_username: str | None = _env(
+        "SMTP_USERNAME",
+        default=None,
+        description="SMTP login user; unset: no login. Refused with SMTP_SECURITY=none "
+        "to a host that is not loopback.",
+    )
+    smtp_password: SecretStr | None = _env(
+        "SMTP_PASSWORD",
+        default=None,
+        description="SMTP login password (a secret: never logged or shown); needs SMTP_USERNAME.",
+    )
+    smtp_security: Literal["none", "starttls", "ssl"] = _env(
+        "SMTP_SECURITY",
+        default="none",
+        description="`none`, `starttls` or `ssl` (implicit TLS).",
+    )
+    smtp_timeout: float = _env(
+        "SMTP_TIMEOUT",
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds for each SMTP network operation.",
+    )
     smtp_ca_file: Path | None = _env(
-        "SMTP_CA_FILE", default=None, description="CA bundle to verify the server (TLS)"
+        "SMTP_CA_FILE",
+        default=None,
+        description="CA bundle that verifies the server's certificate (a private CA); "
+        "unset: the system store.",
     )
-    admin_email: str = _env("ADMIN_EMAIL", default="admin@banking.com")
-    default_from_email: str = _env("DEFAULT_FROM_EMAIL", default="noreply@banking.com")
-    outbox_dir: Path | None = Field(None, description="file backend folder; default <var>/outbox")
-    retry_backoff: int = Field(30, ge=1, le=MAX_BACKOFF, description="seconds, doubled per retry")
-    retry_backoff_max: int = Field(900, ge=1, le=MAX_BACKOFF, description="longest single wait")
+    admin_email: str = _env(
+        "ADMIN_EMAIL",
+        default="admin@banking.com",
+        description="Recipient of `send_admin_email` (report summaries, fraud alerts).",
+    )
+    default_from_email: str = _env(
+        "DEFAULT_FROM_EMAIL",
+        default="noreply@banking.com",
+        description="From of every e-mail (may be `Name <addr>`).",
+    )
+    outbox_dir: Directory = Field(
+        None,
+        description="Folder of the `file` channel; empty: `<BANKTASKS_VAR_DIR>/outbox`.",
+    )
+    retry_backoff: int = Field(
+        30,
+        ge=1,
+        le=MAX_BACKOFF,
+        description="Seconds; the wait before retry n is drawn from [0, backoff x 2^n].",
+    )
+    retry_backoff_max: int = Field(
+        900,
+        ge=1,
+        le=MAX_BACKOFF,
+        description="The longest single wait between retries, in seconds (at most 1800).",
+    )
 
     @field_validator("email_backend", "smtp_security", mode="before")
     @classmethod

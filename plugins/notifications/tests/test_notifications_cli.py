@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import plugins.notifications
 from plugins.notifications import PermanentFailure, send_email_notification
+from plugins.notifications.plugin import register_commands
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def cli() -> click.Group:
     def group() -> None:
         """banktasks stand-in"""
 
-    plugins.notifications.register_commands(cli=group)
+    register_commands(cli=group)
     return group
 
 

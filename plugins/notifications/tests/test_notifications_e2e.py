@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from notifications_helpers import outbox_rows
 
-from core.seed import seed
-from core.testing import SMTPRecorder, wait_for
+from banktasks_testing import SMTPRecorder, seed_data, wait_for
+from plugins.notifications.tests.helpers import outbox_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +28,7 @@ def smtp_env(e2e: Any, server: SMTPRecorder, **extra: str) -> Any:
         **extra,
     )
     app = e2e.app()
-    seed(app.runtime.db, users=3, transactions=0)
+    seed_data(app.runtime.db, users=3, transactions=0)
     return app
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import plugins.notifications
-from core import ConfigError, hookimpl
+from banktasks_testing import fake_plugin
+from core import ConfigError
 from plugins.notifications import (
     ConsoleChannel,
     Message,
@@ -20,6 +20,7 @@ from plugins.notifications import (
     send_admin_email,
     send_email_notification,
 )
+from plugins.notifications.tests.helpers import outbox_rows
 
 
 def eml_files(app: Any) -> list[Path]:
@@ -87,6 +88,20 @@ def test_outbox_dir_and_from_address_come_from_settings(notif_app: Any, tmp_path
     assert msg["To"] == "ops@bank.example"
 
 
+def test_a_blank_outbox_dir_is_the_default(notif_app: Any) -> None:
+    app = notif_app(NOTIFICATIONS_OUTBOX_DIR="  ")
+    assert app.runtime.settings_for("notifications").outbox_dir is None
+    send_admin_email(subject="Hello admins", message="text", idempotency_key="admin-blank")
+    assert len(eml_files(app)) == 1
+
+
+def test_an_outbox_dir_that_is_a_file_stops_startup(notif_app: Any, tmp_path: Path) -> None:
+    a_file = tmp_path / "outbox.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        notif_app(plugin_settings={"notifications": {"outbox_dir": str(a_file)}})
+
+
 def test_console_channel_prints_a_redacted_summary_without_body() -> None:
     out = io.StringIO()
     ConsoleChannel(stream=out).send(
@@ -137,25 +152,19 @@ class RecordingChannel:
         self.sent.append(message)
 
 
-class ThirdParty:
-    banktasks_name = "acme_channels"
-
-    def __init__(self) -> None:
-        self.channel = RecordingChannel()
-
-    @hookimpl
-    def register_notification_channels(self) -> list[Any]:
-        return [self.channel]
+def channel_plugin(name: str, *channels: Any) -> Any:
+    """A third-party plugin `name` that registers `channels` through the hook."""
+    return fake_plugin(name, register_notification_channels=lambda: list(channels))
 
 
 def test_third_party_channel_is_used_when_selected(notif_app: Any) -> None:
-    acme = ThirdParty()
-    app = notif_app(plugins=[plugins.notifications, acme], EMAIL_BACKEND="recording")
-    assert get_channel("recording", app.runtime) is acme.channel
+    channel = RecordingChannel()
+    app = notif_app(channel_plugin("acme_channels", channel), EMAIL_BACKEND="recording")
+    assert get_channel("recording", app.runtime) is channel
     result = send_email_notification(
         user_id=4, subject="Hi", message="Body", html_message="<p>Body</p>"
     )
-    (message,) = acme.channel.sent
+    (message,) = channel.sent
     assert message.to == "user4@example.com"
     assert message.from_ == "noreply@banking.com"
     assert message.html == "<p>Body</p>"
@@ -164,15 +173,22 @@ def test_third_party_channel_is_used_when_selected(notif_app: Any) -> None:
 
 
 def test_a_channel_name_registered_twice_is_a_config_error(notif_app: Any) -> None:
-    class Clash:
-        banktasks_name = "clash"
-
-        @hookimpl
-        def register_notification_channels(self) -> list[Any]:
-            return [ConsoleChannel()]
-
     with pytest.raises(ConfigError, match="'console' is registered twice"):
-        notif_app(plugins=[plugins.notifications, Clash()])
+        notif_app(channel_plugin("clash", ConsoleChannel()))
+
+
+@pytest.mark.parametrize("name", ["Slack", "sms gateway", "x" * 33])
+def test_a_channel_name_email_backend_cannot_select_is_a_config_error(
+    notif_app: Any, name: str
+) -> None:
+    channel = RecordingChannel()
+    channel.name = name
+    with pytest.raises(ConfigError) as info:
+        notif_app(channel_plugin("odd_names", channel))
+    assert str(info.value) == (
+        f"plugin 'odd_names': notification channel {name!r} needs a name of lower-case "
+        "letters, digits, '_' and '-' (e.g. 'slack'), as EMAIL_BACKEND gives it"
+    )
 
 
 def test_a_channel_that_raises_fails_at_once_and_records_why(notif_app: Any) -> None:
@@ -182,16 +198,7 @@ def test_a_channel_that_raises_fails_at_once_and_records_why(notif_app: Any) -> 
         def send(self, message: Message) -> None:
             raise PermanentFailure("webhook answered 410 Gone")
 
-    class Owner:
-        banktasks_name = "broken_channel"
-
-        @hookimpl
-        def register_notification_channels(self) -> list[Any]:
-            return [Broken()]
-
-    from notifications_helpers import outbox_rows
-
-    app = notif_app(plugins=[plugins.notifications, Owner()], EMAIL_BACKEND="broken")
+    app = notif_app(channel_plugin("broken_channel", Broken()), EMAIL_BACKEND="broken")
     with pytest.raises(PermanentFailure, match="410 Gone"):
         send_email_notification(user_id=1, subject="Hi", message="Body", idempotency_key="b1")
     (row,) = outbox_rows(app)

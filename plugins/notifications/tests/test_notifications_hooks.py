@@ -1,7 +1,9 @@
 """Hooks owned by reports, fraud and export: each queues the right task with the right key.
 
-The owners are stood in for by tiny plugins that declare the same hookspecs, so
-pluggy checks our implementations' signatures exactly as the real owners would.
+The owners are stood in for by a tiny plugin that declares the same hookspecs,
+and the hook arguments are plain objects with the attributes the owners' hookspecs
+document (no other plugin is imported). One test loads the real owners by
+entry-point name, so pluggy checks our implementations against their hookspecs.
 The queued messages are read back from the real Valkey queue.
 """
 
@@ -15,11 +17,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from notifications_helpers import outbox_rows, queued
 
-import plugins.notifications
-from core import hookimpl, hookspec
+from banktasks_testing import fake_plugin
+from core import hookspec
 from plugins.notifications import send_admin_email, send_email_notification
+from plugins.notifications.tests.helpers import outbox_rows, queued
 
 
 @hookspec
@@ -37,20 +39,12 @@ def on_export_ready(export: Any) -> Any:
     """export's hookspec."""
 
 
-class Owner:
-    """Stands in for reports, fraud and export: it only adds their hookspecs."""
-
-    banktasks_name = "owners"
-
-    @hookimpl
-    def register_hookspecs(self, pm: Any) -> None:
-        pm.add_hookspecs(
-            SimpleNamespace(
-                on_report_generated=on_report_generated,
-                on_fraud_alert=on_fraud_alert,
-                on_export_ready=on_export_ready,
-            )
-        )
+OWNER_SPECS = SimpleNamespace(
+    on_report_generated=on_report_generated,
+    on_fraud_alert=on_fraud_alert,
+    on_export_ready=on_export_ready,
+)
+"""Stands in for reports, fraud and export: only their hookspecs."""
 
 
 @dataclass
@@ -100,7 +94,8 @@ class Export:
 
 @pytest.fixture
 def app(notif_app: Any) -> Any:
-    return notif_app(plugins=[plugins.notifications, Owner()])
+    owners = fake_plugin("owners", register_hookspecs=lambda pm: pm.add_hookspecs(OWNER_SPECS))
+    return notif_app(owners)
 
 
 def eml(app: Any) -> list[email.message.EmailMessage]:
@@ -181,3 +176,18 @@ def test_without_the_owners_the_plugin_still_builds_and_sends(notif_app: Any) ->
     app = notif_app()  # no reports, fraud or export: their hooks are simply never called
     assert not app.runtime.is_enabled("reports")
     assert send_admin_email(subject="Hi", message="Body")["status"] == "sent"
+
+
+def test_the_real_owners_hookspecs_accept_these_implementations(notif_app: Any) -> None:
+    app = notif_app("reports", "fraud", "export")
+    for hook in ("on_report_generated", "on_fraud_alert", "on_export_ready"):
+        caller = getattr(app.runtime.hook, hook)
+        assert caller.spec is not None, f"{hook} is declared by its owner"
+        assert "notifications" in [impl.plugin_name for impl in caller.get_hookimpls()]
+    answers = app.runtime.hook.on_fraud_alert(alert=Alert(id=9))
+    (job,) = queued(app)
+    assert {"queued": job["id"]} in answers
+    assert (job["task"], job["kwargs"]["idempotency_key"]) == (
+        "notifications.send_admin_email",
+        "fraud-alert:9",
+    )

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from notifications_helpers import outbox_rows
 
 from core.db import utcnow
 from plugins.notifications import (
@@ -17,6 +16,7 @@ from plugins.notifications import (
     send_email_notification,
 )
 from plugins.notifications import outbox as outbox_mod
+from plugins.notifications.tests.helpers import outbox_rows
 
 TASK = "notifications.send_email_notification"
 

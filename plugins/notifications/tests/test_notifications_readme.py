@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -19,11 +20,17 @@ from plugins.notifications import PermanentFailure, TemporaryFailure, send_admin
 README = Path(plugins.notifications.__file__).parent / "README.md"
 
 
-def readme_plugin() -> types.ModuleType:
+def readme_block(marker: str) -> str:
+    """The README's one Python block that contains `marker`."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    (source,) = [b for b in blocks if "class SlackChannel" in b]
+    (source,) = [b for b in blocks if marker in b]
+    return source
+
+
+def readme_plugin() -> types.ModuleType:
     module = types.ModuleType("acme_slack")
-    exec(compile(source, "README.md", "exec", dont_inherit=True), module.__dict__)
+    code = compile(readme_block("class SlackChannel"), "README.md", "exec", dont_inherit=True)
+    exec(code, module.__dict__)
     return module
 
 
@@ -55,9 +62,11 @@ def webhook() -> Iterator[tuple[str, type[Webhook]]]:
 def test_readme_slack_channel(notif_app: Any, webhook: tuple[str, type[Webhook]]) -> None:
     url, hook = webhook
     notif_app(
-        plugins=[plugins.notifications, readme_plugin()],
-        EMAIL_BACKEND="slack",
-        ACME_SLACK_WEBHOOK_URL=url,
+        ("acme_slack", readme_plugin()),
+        plugin_settings={
+            "notifications": {"email_backend": "slack"},
+            "acme_slack": {"webhook_url": url},
+        },
     )
     assert send_admin_email(subject="Fraud alert #7", message="rule: velocity")["status"] == "sent"
     assert hook.received == [{"text": "*Fraud alert #7*\nrule: velocity"}]
@@ -68,3 +77,10 @@ def test_readme_slack_channel(notif_app: Any, webhook: tuple[str, type[Webhook]]
     hook.status = 404
     with pytest.raises(PermanentFailure, match="Slack answered 404"):
         send_admin_email(subject="Gone", message="never")
+
+
+def test_readme_test_example_runs(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "acme_slack", readme_plugin())
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_block("def test_slack"), "README.md", "exec", dont_inherit=True), namespace)
+    namespace["test_slack_is_the_channel"](make_app)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from core import ConfigError
+from banktasks_testing import assert_retry_policy
+from core import ConfigError, PluginSettings
+from plugins.notifications import NotificationsSettings, TemporaryFailure
 from plugins.notifications.sending import MAX_RETRIES, RETRY, retry_policy
 
 
@@ -131,8 +133,16 @@ def test_retry_policy_comes_from_settings(notif_app: Any) -> None:
 def test_tasks_are_bound_with_the_declared_policy_and_queue(notif_app: Any) -> None:
     app = notif_app()
     for name in ("notifications.send_email_notification", "notifications.send_admin_email"):
-        celery_task = app.tasks[name]
+        assert_retry_policy(
+            app, name, max_retries=5, retry_on=(TemporaryFailure,), backoff=30, backoff_max=900
+        )
         assert app.conf.task_routes[name] == {"queue": "notifications"}
-        assert celery_task.max_retries == 5
-        assert celery_task.acks_late is True
-        assert celery_task.autoretry_for == RETRY.retry_on
+        assert app.tasks[name].acks_late is True
+        assert app.tasks[name].autoretry_for == RETRY.retry_on
+
+
+def test_every_setting_of_this_plugin_has_a_description() -> None:
+    own = set(NotificationsSettings.model_fields) - set(PluginSettings.model_fields)
+    assert len(own) == 13
+    missing = [name for name in own if not NotificationsSettings.model_fields[name].description]
+    assert missing == []

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifications_helpers import outbox_rows
 
+from banktasks_testing import SMTPRecorder
 from core import TaskArgumentError
-from core.testing import SMTPRecorder
 from plugins.notifications import (
     PermanentFailure,
     SMTPChannel,
@@ -22,6 +21,7 @@ from plugins.notifications import (
     send_admin_email,
     send_email_notification,
 )
+from plugins.notifications.tests.helpers import outbox_rows
 
 TASK = "notifications.send_email_notification"
 PASSWORD = "s3cret-Pa55"
@@ -345,7 +345,7 @@ def test_starttls_against_a_server_without_it_is_permanent(
 
 
 def test_default_ports_follow_the_security_mode(bt_env: Any) -> None:
-    from plugins.notifications.settings import NotificationsSettings
+    from plugins.notifications import NotificationsSettings
 
     ports = {
         mode: NotificationsSettings(smtp_security=mode).port for mode in ("none", "starttls", "ssl")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from notifications_helpers import outbox_rows, queued
 
 from core import TaskArgumentError
 from plugins.notifications import Message, send_admin_email, send_email_notification
+from plugins.notifications.tests.helpers import outbox_rows, queued
 from plugins.notifications.validation import MAX_BODY_BYTES, MAX_SUBJECT, check_address
 
 

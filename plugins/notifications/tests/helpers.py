@@ -1,4 +1,4 @@
-"""Helpers for the notifications tests (a unique module name: no clash with other plugins)."""
+"""Helpers the notifications tests share: test users, outbox rows, queued messages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.models import User
-from plugins.notifications.models import OutboxEntry
+from plugins.notifications import OutboxEntry
 
 
 def add_users(app: Any) -> None:
@@ -32,10 +32,12 @@ def outbox_rows(app: Any) -> list[OutboxEntry]:
 
 
 def queued(app: Any, queue: str = "notifications") -> list[dict[str, Any]]:
-    """The task messages waiting in a real Valkey queue, oldest first: task, id and kwargs."""
-    import redis
+    """The task messages waiting in the app's real Valkey queue, oldest first: task, id, kwargs.
 
-    client = redis.Redis.from_url(app.conf.broker_url)
+    It goes through `app.redis_client()`, so the test broker is started (and emptied
+    for this app) even when nothing was sent yet.
+    """
+    client = app.redis_client()
     found = []
     for raw in reversed(client.lrange(queue, 0, -1)):  # kombu LPUSHes, workers BRPOP
         envelope = json.loads(raw)

@@ -1,16 +1,50 @@
-"""`Message`: what a channel receives, and how it becomes a MIME e-mail."""
+"""The shapes other packages write against: `Channel`, `Message` and the two failures.
+
+A channel package (a Slack webhook, an SMS gateway, …) implements `Channel`,
+receives a `Message`, and raises `TemporaryFailure` (retry with backoff) or
+`PermanentFailure` (fail at once). Import them from `plugins.notifications`.
+"""
 
 from __future__ import annotations
 
 import email.policy
-import hashlib
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol, runtime_checkable
 
+from core import BanktasksError
 from core.db import utcnow
 from plugins.notifications.validation import LINE_BREAKS, bare_address
+
+__all__ = ["Channel", "Message", "NotificationError", "PermanentFailure", "TemporaryFailure"]
+
+
+class NotificationError(BanktasksError):
+    """Base class of the errors the notifications plugin raises on purpose."""
+
+
+class TemporaryFailure(NotificationError):
+    """Delivery failed for a reason that may go away (server down, timeout, SMTP 4xx).
+
+    Raise it from a channel's `send()`: the task retries with exponential backoff
+    (5 retries). `retry_after` (seconds) asks for a minimum wait before the next
+    try, e.g. from a `Retry-After` header; it is capped by the backoff maximum.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentFailure(NotificationError):
+    """Delivery can never succeed as asked (SMTP 5xx, unknown or inactive user, no address).
+
+    The task fails at once, without retrying; the outbox row is marked `failed`
+    with this message. Any other exception from a channel is treated the same way.
+    """
+
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
 _RESERVED = {
@@ -26,15 +60,6 @@ _RESERVED = {
     "content-type",
     "content-transfer-encoding",
 }  # set by `to_email()` itself, or recipients this message is not sent to
-
-
-def message_id_for(key: str, domain: str = "banktasks") -> str:
-    """The Message-ID for an idempotency key: the same key always gives the same id.
-
-    A resend after a crash between the SMTP hand-off and the database commit
-    therefore carries the same Message-ID, so mail systems can collapse it.
-    """
-    return f"<{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}@{domain}>"
 
 
 def _no_line_breaks(what: str, value: str) -> None:
@@ -99,3 +124,20 @@ class Message:
     def as_bytes(self) -> bytes:
         """The message as RFC 5322 bytes (CRLF line endings), ready for a file or a socket."""
         return self.to_email().as_bytes()
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """Something that can deliver a Message: `name` and `send(message) -> None`.
+
+    `name` is what EMAIL_BACKEND selects: lower-case letters, digits, `_` and `-`
+    (`core.validators.is_name`). `send` returns once the message is handed over;
+    it raises `TemporaryFailure` to have the task retried, `PermanentFailure`
+    (or any other exception) to fail at once.
+    """
+
+    name: str
+
+    def send(self, message: Message) -> None:
+        """Deliver the message, or raise TemporaryFailure (retry) / anything else (fail)."""
+        ...

@@ -1,0 +1,136 @@
+"""Implementations of hooks owned by other plugins: reports, fraud and export.
+
+Each one only queues a task with `.delay()`, so the e-mail is retried on its own,
+apart from the task that called the hook. They use only the attributes of the
+object the hook passes (documented by the owner's hookspec) and never import the
+owner: when reports, fraud or export is disabled they are simply never called.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from core import get_logger, hookimpl
+from core.logging import redact_value
+from plugins.notifications.tasks import send_admin_email, send_email_notification
+
+log = get_logger(__name__)
+
+
+@hookimpl
+def on_report_generated(report: Any) -> dict[str, str]:
+    """Reports' hook: queue an admin e-mail with the daily report summary (text and HTML).
+
+    Uses `report.report_date`, `report.summary_text()` (else `report.sections`) and
+    `report.files` (file names only, never the server path). Key `daily-report:<date>`.
+    """
+    day = report.report_date
+    summary = _report_summary(report)
+    files = getattr(report, "files", None) or {}
+    file_items = "".join(
+        f"<li>{html.escape(str(fmt))}: {html.escape(_basename(path))}</li>"
+        for fmt, path in sorted(files.items())
+    )
+    html_body = (
+        f"<!doctype html><html><body><h1>Daily report {html.escape(str(day))}</h1>"
+        f"<pre>{html.escape(summary)}</pre>"
+        + (f"<p>Files:</p><ul>{file_items}</ul>" if file_items else "")
+        + "</body></html>"
+    )
+    result = send_admin_email.delay(
+        subject=f"Daily report {day}",
+        message=summary,
+        html_message=html_body,
+        idempotency_key=f"daily-report:{day}",
+    )
+    log.info("report_email_queued", report_date=str(day), task_id=result.id)
+    return {"queued": result.id}
+
+
+@hookimpl
+def on_fraud_alert(alert: Any) -> dict[str, str]:
+    """Fraud's hook: queue an admin e-mail about a new alert (ids only, never an account number).
+
+    Uses `alert.id`, `rule`, `severity`, `score`, `account_id`, `transaction_id`,
+    `created_at` and `evidence` (account numbers masked). Key `fraud-alert:<id>`.
+    """
+    evidence = redact_value("evidence", getattr(alert, "evidence", None) or {})
+    lines = [
+        f"Fraud alert #{alert.id}",
+        f"rule: {alert.rule}",
+        f"severity: {alert.severity}",
+        f"score: {getattr(alert, 'score', '')}",
+        f"account id: {alert.account_id}",
+        f"transaction id: {getattr(alert, 'transaction_id', None) or '-'}",
+        f"created at: {getattr(alert, 'created_at', '')}",
+        f"evidence: {json.dumps(evidence, sort_keys=True, default=str)}",
+        "",
+        "Review it with: banktasks alerts list",
+    ]
+    text = "\n".join(lines)
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in (line.split(": ", 1) for line in lines[1:8])
+    )
+    html_body = (
+        f"<!doctype html><html><body><h1>Fraud alert #{alert.id}</h1>"
+        f"<table>{rows}</table></body></html>"
+    )
+    result = send_admin_email.delay(
+        subject=f"[fraud] {alert.severity} {alert.rule} alert #{alert.id}",
+        message=text,
+        html_message=html_body,
+        idempotency_key=f"fraud-alert:{alert.id}",
+    )
+    log.info("fraud_alert_email_queued", alert_id=alert.id, task_id=result.id)
+    return {"queued": result.id}
+
+
+@hookimpl
+def on_export_ready(export: Any) -> dict[str, str]:
+    """Export's hook: tell the user their export is ready (the file name only, never the data).
+
+    Uses `export.id`, `user_id`, `file_name` (else the last part of `path`),
+    `start_date` and `end_date`. Key `export-ready:<id>`.
+    """
+    name = getattr(export, "file_name", None) or _basename(str(export.path))
+    period = ""
+    start, end = getattr(export, "start_date", None), getattr(export, "end_date", None)
+    if start and end:
+        period = f" for {start} to {end}"
+    text = (
+        f"Your transaction export{period} is ready.\n\n"
+        f"File: {name}\n\n"
+        "If you did not ask for this export, please contact us."
+    )
+    html_body = (
+        "<!doctype html><html><body>"
+        f"<p>Your transaction export{html.escape(period)} is ready.</p>"
+        f"<p>File: <strong>{html.escape(name)}</strong></p>"
+        "<p>If you did not ask for this export, please contact us.</p></body></html>"
+    )
+    result = send_email_notification.delay(
+        user_id=export.user_id,
+        subject="Your transaction export is ready",
+        message=text,
+        html_message=html_body,
+        idempotency_key=f"export-ready:{export.id}",
+    )
+    log.info("export_email_queued", export_id=export.id, task_id=result.id)
+    return {"queued": result.id}
+
+
+def _report_summary(report: Any) -> str:
+    summary_text = getattr(report, "summary_text", None)
+    if callable(summary_text):
+        return str(summary_text())
+    sections = getattr(report, "sections", {}) or {}
+    return f"Daily report {report.report_date}\n" + json.dumps(
+        sections, indent=2, sort_keys=True, default=str
+    )
+
+
+def _basename(path: str) -> str:
+    return str(path).replace("\\", "/").rsplit("/", 1)[-1]

@@ -1,0 +1,1 @@
+"""Tests of the notifications plugin (a package: `plugins.notifications.tests`)."""
