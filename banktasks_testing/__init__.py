@@ -1,7 +1,7 @@
 """The banktasks testing kit (`pip install banktasks[testing]`).
 
 Its pytest plugin (`banktasks_testing.plugin`, loaded through the `pytest11`
-entry point) gives the fixtures `bt_env`, `make_app`, `valkey_url`, `e2e`,
+entry point) gives the fixtures `bt_env`, `make_app`, `session_broker`, `broker_url`, `e2e`,
 `smtp_server`, `postgres_url` and `pg_database_url`. This package gives the
 helpers: factories for test data, assertions about retry policies and
 schedules, real processes (worker, SMTP server, PostgreSQL cluster).

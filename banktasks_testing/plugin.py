@@ -9,7 +9,8 @@
   or modules; none given: every installed plugin. No broker is started unless the
   app connects to one (`.delay()`, `.ping()`, …): then a real Valkey, shared by
   the session and emptied for each app, starts on first use.
-- `valkey_url` (session): that Valkey server, started now.
+- `session_broker` (session): that Valkey server (`.url`, `.started`, `.start()`,
+  `.flush()`), not started by itself; `broker_url` (session): its URL, started now.
 - `e2e`: env + broker + database for end-to-end tests; `e2e.start_worker()` runs a
   real `celery -A core worker` process, stopped (and reaped) at teardown.
 - `smtp_server`: a real aiosmtpd SMTP server that records messages.
@@ -130,7 +131,8 @@ class _LazyBroker:
 
 
 @pytest.fixture(scope="session")
-def _session_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionValkey]:
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionValkey]:
+    """The session's Valkey server; it starts when an app (or `broker_url`) first needs it."""
     valkey = SessionValkey(tmp_path_factory.mktemp("valkey"))
     yield valkey
     if valkey.started:
@@ -138,9 +140,9 @@ def _session_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sessio
 
 
 @pytest.fixture(scope="session")
-def valkey_url(_session_valkey: SessionValkey) -> str:
+def broker_url(session_broker: SessionValkey) -> str:
     """A real Valkey server (the embedded one) for the whole test session, started now."""
-    return _session_valkey.start()
+    return session_broker.start()
 
 
 def _test_broker_plugin(valkey: SessionValkey) -> Any:
@@ -156,7 +158,7 @@ def _test_broker_plugin(valkey: SessionValkey) -> Any:
 
 @pytest.fixture
 def make_app(
-    bt_env: dict[str, str], _session_valkey: SessionValkey, monkeypatch: pytest.MonkeyPatch
+    bt_env: dict[str, str], session_broker: SessionValkey, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., Any]]:
     """Factory: `make_app("fraud", ("acme", acme_module), plugin_settings={"fraud":
     {"large_amount": 5000}}, log_level="DEBUG")` → an app with its tables created.
@@ -185,7 +187,7 @@ def make_app(
         tables = dict(settings._plugin_tables)
         tables.update(plugin_settings or {})
         settings._plugin_tables = tables
-        app = create_app(settings, plugins=[*chosen, _test_broker_plugin(_session_valkey)])
+        app = create_app(settings, plugins=[*chosen, _test_broker_plugin(session_broker)])
         app.runtime.db.create_all()
         created.append(app)
         return app
@@ -230,17 +232,17 @@ class E2E:
 
 @pytest.fixture
 def e2e(
-    tmp_path: Path, bt_env: dict[str, str], valkey_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bt_env: dict[str, str], broker_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[E2E]:
     """Real broker + SQLite file + environment for end-to-end tests with real workers."""
     import redis
 
-    redis.Redis.from_url(valkey_url).flushall()
-    monkeypatch.setenv("REDIS_URL", valkey_url)
+    redis.Redis.from_url(broker_url).flushall()
+    monkeypatch.setenv("REDIS_URL", broker_url)
     paths = [str(Path.cwd()), str(Path(__file__).resolve().parent.parent)]
     pythonpath = os.pathsep.join(p for p in [*paths, os.environ.get("PYTHONPATH", "")] if p)
     monkeypatch.setenv("PYTHONPATH", pythonpath)
-    env = {**bt_env, "REDIS_URL": valkey_url, "PYTHONPATH": pythonpath}
+    env = {**bt_env, "REDIS_URL": broker_url, "PYTHONPATH": pythonpath}
     harness = E2E(tmp_path, env, monkeypatch)
     yield harness
     for worker in harness.workers:

@@ -29,15 +29,15 @@ def test_no_broker_is_started_for_a_test_that_never_touches_one(pytester):
     result = run(
         pytester,
         """
-        def test_builds_and_queries_only(make_app, _session_valkey):
+        def test_builds_and_queries_only(make_app, session_broker):
             app = make_app("health")
             assert "health.system_health_check" in app.tasks
-            assert not _session_valkey.started
+            assert not session_broker.started
 
-        def test_sending_starts_it(make_app, _session_valkey):
+        def test_sending_starts_it(make_app, session_broker):
             app = make_app("health")
             app.tasks["health.system_health_check"].delay()
-            assert _session_valkey.started
+            assert session_broker.started
             assert app.redis_client().llen("health") == 1
         """,
     )

@@ -1,4 +1,8 @@
-"""The built-in checks: `database`, `broker` and `pending_transactions`."""
+"""The built-in checks: `database`, `broker` and `pending_transactions`.
+
+They are registered through `register_health_checks()` like any other plugin's
+check, so their context's `settings` are the health plugin's `HealthSettings`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import func, select, text
 
 from core.models import Transaction, TransactionStatus
-from plugins.health.api import CheckContext, CheckResult
+from plugins.health.api import CheckContext, CheckResult, HealthCheck
+from plugins.health.settings import HealthSettings
 
 REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 
@@ -24,6 +29,7 @@ class DatabaseCheck:
     name = "database"
 
     def run(self, ctx: CheckContext) -> CheckResult:
+        """Time `SELECT 1`; an error or the deadline makes it down."""
         started = time.perf_counter()
         with ctx.db.engine.connect() as conn:
             if ctx.db.dialect == "postgresql":
@@ -44,6 +50,7 @@ class BrokerCheck:
     name = "broker"
 
     def run(self, ctx: CheckContext) -> CheckResult:
+        """PING the broker; unreachable → down (with a hint when the app runs its own)."""
         url = str(ctx.app.conf.broker_url)
         parts = urlsplit(url)
         where = f"{parts.hostname}:{parts.port}" if parts.hostname else parts.scheme
@@ -58,8 +65,11 @@ class BrokerCheck:
                     )
         except Exception as exc:
             hint = ""
-            if getattr(ctx.app, "embedded", None) is not None:
-                hint = " (the embedded broker is not running: `banktasks broker start`)"
+            if getattr(ctx.app, "broker", None) is not None:  # REDIS_URL unset: a plugin's broker
+                hint = (
+                    " (REDIS_URL is unset and the app's own broker is not running: "
+                    "`banktasks broker start` starts the embedded one)"
+                )
             return CheckResult(
                 "down",
                 f"broker at {where} unreachable: {type(exc).__name__}: {exc}{hint}",
@@ -100,7 +110,9 @@ class PendingTransactionsCheck:
     name = "pending_transactions"
 
     def run(self, ctx: CheckContext) -> CheckResult:
-        hours = ctx.app.runtime.settings_for("health").pending_max_age_hours
+        """Count pending transactions created before `now - pending_max_age_hours`."""
+        settings: HealthSettings = ctx.settings
+        hours = settings.pending_max_age_hours
         cutoff = ctx.now - timedelta(hours=hours)
         query = select(func.count(), func.min(Transaction.created_at)).where(
             Transaction.status == TransactionStatus.pending, Transaction.created_at < cutoff
@@ -122,3 +134,8 @@ class PendingTransactionsCheck:
 
 
 BUILTIN_CHECKS = (DatabaseCheck, BrokerCheck, PendingTransactionsCheck)
+
+
+def builtin_checks() -> list[HealthCheck]:
+    """One instance of each built-in check, in report order."""
+    return [check() for check in BUILTIN_CHECKS]

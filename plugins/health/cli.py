@@ -8,6 +8,9 @@ from typing import Any
 import click
 from pydantic_core import to_jsonable_python
 
+from core import current_app
+from plugins.health.runner import run_checks
+
 EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
 
 
@@ -47,9 +50,6 @@ def health_command(as_json: bool) -> None:
 
     Exit status: 0 ok, 1 degraded, 2 down — usable as a liveness/readiness probe.
     """
-    from core.runtime import current_app
-    from plugins.health.runner import run_checks
-
     report = run_checks(current_app())
     if as_json:
         click.echo(json.dumps(to_jsonable_python(report), indent=2))

@@ -12,11 +12,16 @@ if TYPE_CHECKING:
 
 @hookspec
 def register_health_checks() -> list[HealthCheck]:
-    """Return health checks: objects with `name: str` and `run(ctx) -> CheckResult`.
+    """Return health checks: objects with a unique `name: str` and `run(ctx)`.
 
-    `ctx` is a `plugins.health.CheckContext` (app, db, now, timeout). A check runs in
-    its own thread, bounded by `ctx.timeout` seconds; if it raises or hangs it is
-    reported `down` and the other checks are still reported. Names must be unique.
-    The built-in `database`, `broker` and `pending_transactions` come through this hook.
+    `ctx` has `app`, `db` (`core.db.Database`), `now` (aware UTC), `timeout` (seconds)
+    and `settings`: the settings model of the plugin that registered the check (its own,
+    from `register_settings()`). `run(ctx)` returns a plain dict `{"status": "ok" |
+    "degraded" | "down", "detail": str, "value": ..., "threshold": ...}` (only `status`
+    is required), or a `plugins.health.CheckResult` for plugins that depend on health.
+    Each check runs in its own thread, bounded by `ctx.timeout`; one that raises, hangs
+    or returns something else is reported `down`, and the other checks are still
+    reported. The built-in `database`, `broker` and `pending_transactions` checks come
+    through this hook too.
     """
     return []

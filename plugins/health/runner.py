@@ -2,20 +2,30 @@
 
 A check that raises is `down` with its error; one that is still running at the
 deadline is `down` ("timed out") and left behind in a daemon thread, so a hung
-dependency never hangs the task or the `banktasks health` probe.
+dependency never hangs the task or the `banktasks health` probe. Each check gets
+a context whose `settings` are those of the plugin that registered it.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from core import Contribution
 from core.db import utcnow
 from core.logging import redact_text
-from plugins.health.api import STATUSES, CheckContext, CheckResult, worst
+from plugins.health.api import RESULT_FIELDS, STATUSES, CheckContext, CheckResult, worst
+from plugins.health.settings import PLUGIN
+
+HOOK = "register_health_checks"
+EXPECTED = (
+    "a CheckResult, or a mapping with 'status' (one of ok, degraded, down) and optionally "
+    "'detail', 'value', 'threshold'"
+)
 
 
 class _CheckThread(threading.Thread):
@@ -39,48 +49,87 @@ class _CheckThread(threading.Thread):
             self.elapsed = time.perf_counter() - started
 
 
-def collect_checks(app: Any) -> tuple[list[tuple[str, Any]], dict[str, dict[str, Any]]]:
-    """Checks from `register_health_checks()`, as `(name, check)`, plus reports for
-    plugins whose registration failed and for duplicate or nameless checks."""
-    hook = app.runtime.hook.register_health_checks
-    health_plugin = sys.modules.get("plugins.health")
-    checks: list[tuple[str, Any]] = []
+def collect_checks(app: Any) -> tuple[list[Contribution], dict[str, dict[str, Any]]]:
+    """Checks from `register_health_checks()`, each with the plugin that registered it,
+    plus `down` reports for plugins whose registration failed and for duplicate or
+    nameless checks (the first registration of a name wins)."""
+    # call_each answers in pluggy's call order (last registered first): reverse it to
+    # get registration order, then put the health plugin's own built-ins first.
+    outcomes = list(reversed(app.runtime.plugins.call_each(HOOK)))
+    outcomes.sort(key=lambda outcome: outcome.plugin != PLUGIN)
+    checks: list[Contribution] = []
     broken: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
-    # Registration order, the health plugin's own built-ins first: the first name wins.
-    impls = sorted(hook.get_hookimpls(), key=lambda impl: impl.plugin is not health_plugin)
-    for impl in impls:
-        plugin = impl.plugin_name
+    for outcome in outcomes:
+        plugin = outcome.plugin
+        if outcome.error is not None:
+            broken[f"{plugin}:{HOOK}"] = _down(f"{HOOK}() failed: {_error(outcome.error)}")
+            continue
         try:
-            registered = list(impl.function() or [])
-        except Exception as exc:
-            broken[f"{plugin}:register_health_checks"] = _report(
-                CheckResult("down", f"register_health_checks() failed: {_error(exc)}"), 0.0
+            registered = list(outcome.result or [])
+        except TypeError:
+            broken[f"{plugin}:{HOOK}"] = _down(
+                redact_text(f"{HOOK}() returned {outcome.result!r:.80}; expected a list of checks")
             )
             continue
         for check in registered:
             name = getattr(check, "name", None)
             if not isinstance(name, str) or not name or not callable(getattr(check, "run", None)):
-                broken[f"{plugin}:{name or type(check).__name__}"] = _report(
-                    CheckResult("down", f"{check!r} is not a HealthCheck (name + run(ctx))"), 0.0
+                broken[f"{plugin}:{name or type(check).__name__}"] = _down(
+                    redact_text(f"{check!r:.80} is not a HealthCheck (name + run(ctx))")
                 )
             elif name in seen:
-                broken[f"{name}@{plugin}"] = _report(
-                    CheckResult(
-                        "down",
-                        f"check name {name!r} is already registered by plugin {seen[name]!r}; "
-                        "rename one of them",
-                    ),
-                    0.0,
+                broken[f"{name}@{plugin}"] = _down(
+                    f"check name {name!r} is already registered by plugin {seen[name]!r}; "
+                    "rename one of them"
                 )
             else:
                 seen[name] = plugin
-                checks.append((name, check))
+                checks.append(Contribution(plugin, name, check))
     return checks, broken
+
+
+def as_check_result(returned: Any) -> CheckResult:
+    """What a check's `run()` returned, as a CheckResult.
+
+    Accepts a CheckResult, a mapping with the keys `status` (required), `detail`,
+    `value`, `threshold`, or any object with those attributes. Anything else, an
+    unknown key or a status other than ok/degraded/down is a ValueError that says so.
+    """
+    if isinstance(returned, CheckResult):
+        return returned
+    if isinstance(returned, Mapping):
+        unknown = sorted(str(key) for key in returned if key not in RESULT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"run() returned a mapping with unknown key(s) {', '.join(unknown)}; "
+                f"expected {EXPECTED}"
+            )
+        fields = dict(returned)
+    elif hasattr(returned, "status"):
+        fields = {key: getattr(returned, key, None) for key in RESULT_FIELDS}
+    else:
+        raise ValueError(f"run() returned {returned!r:.80}; expected {EXPECTED}")
+    status = fields.get("status")
+    if status not in STATUSES:
+        raise ValueError(
+            f"run() returned status {status!r:.40}; expected one of {', '.join(STATUSES)}"
+        )
+    detail = fields.get("detail")
+    return CheckResult(
+        status,
+        "" if detail is None else str(detail),
+        fields.get("value"),
+        fields.get("threshold"),
+    )
 
 
 def _error(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def _down(detail: str) -> dict[str, Any]:
+    return _report(CheckResult("down", detail), 0.0)
 
 
 def _report(result: CheckResult, seconds: float) -> dict[str, Any]:
@@ -100,20 +149,10 @@ def _outcome(thread: _CheckThread, timeout: float) -> dict[str, Any]:
         )
     if thread.error is not None:
         return _report(CheckResult("down", _error(thread.error)), thread.elapsed)
-    result = thread.result
-    if not isinstance(result, CheckResult):
-        status = getattr(result, "status", None)
-        if status not in STATUSES:
-            return _report(
-                CheckResult("down", f"run() returned {result!r}; expected a CheckResult"),
-                thread.elapsed,
-            )
-        result = CheckResult(
-            status,
-            str(getattr(result, "detail", "")),
-            getattr(result, "value", None),
-            getattr(result, "threshold", None),
-        )
+    try:
+        result = as_check_result(thread.result)
+    except ValueError as exc:
+        result = CheckResult("down", redact_text(str(exc)))
     return _report(result, thread.elapsed)
 
 
@@ -122,15 +161,20 @@ def run_checks(
 ) -> dict[str, Any]:
     """Run every check concurrently, each bounded by `timeout` (HEALTH_CHECK_TIMEOUT_SECONDS).
 
+    Each check's context carries the settings of the plugin that registered it.
     Returns `{"status", "checked_at", "checks": {name: {status, detail, value,
     threshold, duration_ms}}}`; the overall status is the worst check's.
     """
-    settings = app.runtime.settings_for("health")
+    runtime = app.runtime
+    settings = runtime.settings_for(PLUGIN)
     timeout = float(timeout if timeout is not None else settings.check_timeout_seconds)
     now = now or utcnow()
-    ctx = CheckContext(app=app, db=app.runtime.db, now=now, timeout=timeout)
+    base = CheckContext(app=app, db=runtime.db, now=now, timeout=timeout)
     checks, reports = collect_checks(app)
-    threads = [(name, _CheckThread(check, ctx)) for name, check in checks]
+    threads = [
+        (c.name, _CheckThread(c.obj, replace(base, settings=runtime.settings_for(c.plugin))))
+        for c in checks
+    ]
     started = time.monotonic()
     for _name, thread in threads:
         thread.start()

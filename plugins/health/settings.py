@@ -1,10 +1,13 @@
-"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`."""
+"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`
+(and `HEALTH_SCHEDULE`, from `core.PluginSettings`)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from core import PluginSettings
+
+PLUGIN = "health"  # the name the settings are registered under (prefix HEALTH_)
 
 
 class HealthSettings(PluginSettings):
@@ -14,8 +17,17 @@ class HealthSettings(PluginSettings):
         24,
         gt=0,
         le=100 * 366 * 24,  # a century: beyond it the cut-off date would overflow
-        description="Pending transactions older than this many hours → degraded",
+        description=(
+            "Pending transactions created more than this many hours ago make the "
+            "`pending_transactions` check degraded (1 to 876,000: a century)"
+        ),
     )
     check_timeout_seconds: float = Field(
-        5.0, gt=0, le=300, description="A check that takes longer is reported down"
+        5.0,
+        gt=0,
+        le=300,
+        description=(
+            "Deadline of each check in seconds (0 < t ≤ 300): a check still running then "
+            "is reported down"
+        ),
     )

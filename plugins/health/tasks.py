@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import get_logger, task
-from core.runtime import current_app
+from core import current_app, get_logger, task
 from plugins.health.runner import run_checks
 
 log = get_logger(__name__)

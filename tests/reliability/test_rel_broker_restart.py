@@ -209,7 +209,7 @@ def test_broker_crash_and_restart_while_busy(e2e, figures):
         broker.stop()
 
 
-def test_a_channel_closed_after_its_transport_is_a_connection_error(valkey_url):
+def test_a_channel_closed_after_its_transport_is_a_connection_error(broker_url):
     """The kombu failure behind "Unrecoverable error: AttributeError(... 'hostname')".
 
     Celery's consumer `collect()`s a lost connection (detaching its transport) and then
@@ -222,7 +222,7 @@ def test_a_channel_closed_after_its_transport_is_a_connection_error(valkey_url):
 
     import core.factory  # noqa: F401 - applies the fix
 
-    conn = Connection(valkey_url)
+    conn = Connection(broker_url)
     queue = Queue("rel-closed-transport")
     with conn.Producer() as producer:
         producer.publish({"n": 1}, routing_key=queue.name, declare=[queue], serializer="json")
@@ -237,6 +237,6 @@ def test_a_channel_closed_after_its_transport_is_a_connection_error(valkey_url):
     conn.close()  # closes the channel, which cannot give the message back: no AttributeError
     with pytest.raises(conn.connection_errors):
         got[0].ack()
-    client = redis.Redis.from_url(valkey_url)
+    client = redis.Redis.from_url(broker_url)
     assert client.hlen("unacked") == 1  # still there: it comes back after the timeout
     client.delete("unacked", "unacked_index", queue.name)

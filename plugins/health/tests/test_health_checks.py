@@ -5,75 +5,31 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-import plugins.health
-from core import current, hookimpl, session_scope
-from core.errors import ConfigError
-from core.models import Account, Transaction, User
-from core.testing import free_port
+from banktasks_testing import (
+    assert_not_scheduled,
+    assert_retry_policy,
+    assert_schedule,
+    fake_plugin,
+    free_port,
+)
+from core import ConfigError, create_app, current, load_settings, session_scope
+from core.models import User
 from plugins.health import CheckContext, CheckResult, HealthCheck, run_checks, worst
 
-TASK = "health.system_health_check"
-BUILTIN = {"broker", "database", "pending_transactions"}
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-
-
-class ChecksPlugin:
-    """A third-party plugin contributing health checks through the hook."""
-
-    def __init__(self, *checks: Any, name: str = "acme_checks") -> None:
-        self.name = name
-        self.checks = list(checks)
-
-    @hookimpl
-    def register_health_checks(self) -> list[Any]:
-        return self.checks
-
-
-class Fixed:
-    """A check that returns a fixed result."""
-
-    def __init__(self, name: str, status: str, value: Any = None) -> None:
-        self.name = name
-        self.status = status
-        self.value = value
-
-    def run(self, ctx: CheckContext) -> CheckResult:
-        return CheckResult(self.status, f"{self.name} is {self.status}", self.value, 1)  # type: ignore[arg-type]
-
-
-class Raises:
-    name = "explodes"
-
-    def run(self, ctx: CheckContext) -> CheckResult:
-        raise RuntimeError("disk controller on fire")
-
-
-def add_pending(app: Any, at: datetime, status: str = "pending", account_id: int = 1) -> int:
-    with app.runtime.db.session() as s:
-        if s.get(User, 1) is None:
-            s.add(User(id=1, email="user1@example.com", full_name="Ada"))
-            s.add(Account(id=1, user_id=1, number="400000000001"))
-            s.flush()
-        tx = Transaction(
-            account_id=account_id,
-            amount=Decimal("5.00"),
-            kind="payment",
-            status=status,
-            created_at=at,
-        )
-        s.add(tx)
-        s.flush()
-        return tx.id
-
-
-@pytest.fixture
-def app(make_app: Any) -> Any:
-    return make_app(plugins=[plugins.health])
+from .helpers import (
+    BUILTIN,
+    NOW,
+    SCHEDULE_ENTRY,
+    TASK,
+    Fixed,
+    Raises,
+    add_pending,
+    checks_plugin,
+)
 
 
 def test_health_all_ok_on_a_fresh_database(app: Any) -> None:
@@ -119,9 +75,15 @@ def test_health_pending_counts_only_old_pending(app: Any) -> None:
     assert "4d 4h" in check["detail"]
 
 
-def test_health_pending_threshold_setting(make_app: Any, monkeypatch: Any) -> None:
-    monkeypatch.setenv("HEALTH_PENDING_MAX_AGE_HOURS", "2")
-    app = make_app(plugins=[plugins.health])
+@pytest.mark.parametrize("how", ["env", "plugin_settings"])
+def test_health_pending_threshold_setting(
+    health_app_with: Any, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    if how == "env":
+        monkeypatch.setenv("HEALTH_PENDING_MAX_AGE_HOURS", "2")
+        app = health_app_with()
+    else:
+        app = health_app_with(plugin_settings={"health": {"pending_max_age_hours": 2}})
     add_pending(app, NOW - timedelta(hours=2, seconds=1))
     check = run_checks(app, now=NOW)["checks"]["pending_transactions"]
     assert (check["status"], check["value"], check["threshold"]) == ("degraded", 1, 2)
@@ -132,15 +94,17 @@ def test_health_pending_threshold_setting(make_app: Any, monkeypatch: Any) -> No
     [("HEALTH_PENDING_MAX_AGE_HOURS", "0"), ("HEALTH_CHECK_TIMEOUT_SECONDS", "-1")],
 )
 def test_health_bad_settings_stop_start_up(
-    make_app: Any, monkeypatch: Any, name: str, value: str
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
-        make_app(plugins=[plugins.health])
+        make_app("health")
 
 
-def test_health_a_check_that_raises_is_down_and_others_still_report(make_app: Any) -> None:
-    app = make_app(plugins=[plugins.health, ChecksPlugin(Raises())])
+def test_health_a_check_that_raises_is_down_and_others_still_report(
+    health_app_with: Any,
+) -> None:
+    app = health_app_with(checks_plugin(Raises()))
     report = run_checks(app)
     assert report["status"] == "down"
     assert report["checks"]["explodes"]["status"] == "down"
@@ -150,7 +114,7 @@ def test_health_a_check_that_raises_is_down_and_others_still_report(make_app: An
     }
 
 
-def test_health_a_hanging_check_is_down_by_timeout(make_app: Any) -> None:
+def test_health_a_hanging_check_is_down_by_timeout(health_app_with: Any) -> None:
     release = threading.Event()
 
     class Hangs:
@@ -160,7 +124,7 @@ def test_health_a_hanging_check_is_down_by_timeout(make_app: Any) -> None:
             release.wait(30)
             return CheckResult("ok", "woke up")
 
-    app = make_app(plugins=[plugins.health, ChecksPlugin(Hangs())])
+    app = health_app_with(checks_plugin(Hangs()))
     try:
         started = time.monotonic()
         report = run_checks(app, timeout=0.5)
@@ -178,7 +142,9 @@ def test_health_a_hanging_check_is_down_by_timeout(make_app: Any) -> None:
     assert all(report["checks"][n]["status"] == "ok" for n in BUILTIN)
 
 
-def test_health_timeout_setting_is_used(make_app: Any, monkeypatch: Any) -> None:
+def test_health_timeout_setting_is_used(
+    health_app_with: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HEALTH_CHECK_TIMEOUT_SECONDS", "0.3")
     release = threading.Event()
 
@@ -190,7 +156,7 @@ def test_health_timeout_setting_is_used(make_app: Any, monkeypatch: Any) -> None
             release.wait(10)
             return CheckResult("ok")
 
-    app = make_app(plugins=[plugins.health, ChecksPlugin(Slow())])
+    app = health_app_with(checks_plugin(Slow()))
     try:
         report = run_checks(app)
     finally:
@@ -217,34 +183,43 @@ def test_health_worst_of(statuses: list[str], overall: str) -> None:
     ("extra", "overall"),
     [(["ok"], "ok"), (["degraded", "ok"], "degraded"), (["degraded", "down"], "down")],
 )
-def test_health_overall_is_the_worst_check(make_app: Any, extra: list[str], overall: str) -> None:
+def test_health_overall_is_the_worst_check(
+    health_app_with: Any, extra: list[str], overall: str
+) -> None:
     checks = [Fixed(f"extra{i}", status) for i, status in enumerate(extra)]
-    app = make_app(plugins=[plugins.health, ChecksPlugin(*checks)])
+    app = health_app_with(checks_plugin(*checks))
     report = run_checks(app)
     assert report["status"] == overall
     assert [report["checks"][f"extra{i}"]["status"] for i in range(len(extra))] == extra
 
 
 def test_health_broker_down(make_app: Any) -> None:
-    app = make_app(plugins=[plugins.health], redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = make_app("health", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     report = run_checks(app)
     assert time.monotonic() - started < 5
     broker = report["checks"]["broker"]
     assert broker["status"] == "down"
     assert "unreachable" in broker["detail"] and "ConnectionError" in broker["detail"]
+    assert "REDIS_URL is unset" not in broker["detail"]  # no own broker to start
     assert report["status"] == "down"
     assert report["checks"]["database"]["status"] == "ok"
 
 
-def test_health_database_down(valkey_url: str, bt_env: dict[str, str]) -> None:
-    from core.app import create_app
-    from core.settings import load_settings
+def test_health_own_broker_down_gives_a_hint(make_app: Any) -> None:
+    app = make_app("health")  # REDIS_URL unset: the app runs its own broker (not started)
+    assert app.broker is not None
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    broker = run_checks(app)["checks"]["broker"]
+    assert broker["status"] == "down"
+    assert "REDIS_URL is unset and the app's own broker is not running" in broker["detail"]
+    assert "`banktasks broker start`" in broker["detail"]
 
+
+def test_health_database_down(live_redis_url: str) -> None:
     dead = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nothing"
-    app = create_app(
-        load_settings(database_url=dead, redis_url=valkey_url), plugins=[plugins.health]
-    )
+    settings = load_settings(database_url=dead, redis_url=live_redis_url)
+    app = create_app(settings, plugins=["health"])  # not make_app: no tables to create
     report = run_checks(app, timeout=4)
     assert report["checks"]["database"]["status"] == "down"
     assert "OperationalError" in report["checks"]["database"]["detail"]
@@ -253,22 +228,20 @@ def test_health_database_down(valkey_url: str, bt_env: dict[str, str]) -> None:
     assert report["status"] == "down"
 
 
-def test_health_plugin_check_through_the_hook_can_use_the_core(make_app: Any) -> None:
+def test_health_plugin_check_through_the_hook_can_use_the_core(health_app_with: Any) -> None:
     seen: list[bool] = []
 
     class Unresolved:
         name = "acme_unresolved"
 
-        def run(self, ctx: CheckContext) -> CheckResult:
-            from plugins.health import CheckResult as Result  # the lazy import plugins use
-
+        def run(self, ctx: Any) -> dict[str, Any]:
             seen.append(current() is ctx.app.runtime)
             with session_scope() as s:
                 users = s.query(User).count()
-            return Result("degraded", f"{users} users", value=users, threshold=0)
+            detail = f"{users} users"
+            return {"status": "degraded", "detail": detail, "value": users, "threshold": 0}
 
-    plugin = ChecksPlugin(Unresolved())
-    app = make_app(plugins=[plugins.health, plugin])
+    app = health_app_with(checks_plugin(Unresolved()))
     assert isinstance(Unresolved(), HealthCheck)
     add_pending(app, NOW)
     report = run_checks(app, now=NOW)
@@ -283,13 +256,9 @@ def test_health_plugin_check_through_the_hook_can_use_the_core(make_app: Any) ->
     assert report["status"] == "degraded"
 
 
-def test_health_broken_registrations_are_reported_not_fatal(make_app: Any) -> None:
-    class BadPlugin:
-        name = "badplug"
-
-        @hookimpl
-        def register_health_checks(self) -> list[Any]:
-            raise ImportError("optional dependency missing")
+def test_health_broken_registrations_are_reported_not_fatal(health_app_with: Any) -> None:
+    def fails() -> list[Any]:
+        raise ImportError("optional dependency missing")
 
     class NotACheck:
         def __repr__(self) -> str:
@@ -301,12 +270,10 @@ def test_health_broken_registrations_are_reported_not_fatal(make_app: Any) -> No
         def run(self, ctx: CheckContext) -> Any:
             return "fine"
 
-    app = make_app(
-        plugins=[
-            plugins.health,
-            BadPlugin(),
-            ChecksPlugin(NotACheck(), ReturnsWrong(), Fixed("database", "ok"), name="dup"),
-        ]
+    app = health_app_with(
+        ("badplug", fake_plugin("badplug", register_health_checks=fails)),
+        ("notalist", fake_plugin("notalist", register_health_checks=lambda: 42)),
+        checks_plugin(NotACheck(), ReturnsWrong(), Fixed("database", "ok"), name="dup"),
     )
     report = run_checks(app)
     checks = report["checks"]
@@ -315,7 +282,13 @@ def test_health_broken_registrations_are_reported_not_fatal(make_app: Any) -> No
         "ImportError: optional dependency missing"
         in checks["badplug:register_health_checks"]["detail"]
     )
+    assert checks["notalist:register_health_checks"]["status"] == "down"
+    assert (
+        "returned 42; expected a list of checks"
+        in (checks["notalist:register_health_checks"]["detail"])
+    )
     assert checks["dup:NotACheck"]["status"] == "down"
+    assert "<NotACheck> is not a HealthCheck" in checks["dup:NotACheck"]["detail"]
     assert (
         checks["wrong"]["status"] == "down"
         and "expected a CheckResult" in checks["wrong"]["detail"]
@@ -323,6 +296,7 @@ def test_health_broken_registrations_are_reported_not_fatal(make_app: Any) -> No
     assert checks["database@dup"]["status"] == "down"
     assert "already registered by plugin 'health'" in checks["database@dup"]["detail"]
     assert checks["database"]["status"] == "ok"
+    assert checks["database"]["detail"].startswith("sqlite answered SELECT 1")  # health's won
     assert report["status"] == "down"
 
 
@@ -332,11 +306,9 @@ def test_health_check_result_refuses_unknown_status() -> None:
 
 
 def test_health_task_schedule_queue_and_no_retry(app: Any) -> None:
-    entry = app.conf.beat_schedule["system-health-check"]
-    assert entry["task"] == TASK
-    assert entry["schedule"].minute == set(range(0, 60, 30))
-    assert entry["schedule"].hour == set(range(24))
-    assert entry["options"] == {"expires": 1500}
+    assert_schedule(app, SCHEDULE_ENTRY, task=TASK, cron="*/30 * * * *")
+    assert app.conf.beat_schedule[SCHEDULE_ENTRY]["options"] == {"expires": 1500}
+    assert_retry_policy(app, TASK, max_retries=0, retry_on=())
     celery_task = app.tasks[TASK]
     assert app.conf.task_routes[TASK] == {"queue": "health"}
     assert celery_task.acks_late is True and celery_task.reject_on_worker_lost is True
@@ -344,10 +316,12 @@ def test_health_task_schedule_queue_and_no_retry(app: Any) -> None:
     assert app.runtime.tasks[TASK].example_kwargs() == {}
 
 
-def test_health_schedule_can_be_switched_off(make_app: Any, monkeypatch: Any) -> None:
+def test_health_schedule_can_be_switched_off(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HEALTH_SCHEDULE", "off")
-    app = make_app(plugins=[plugins.health])
-    assert "system-health-check" not in app.conf.beat_schedule
+    app = make_app("health")
+    assert_not_scheduled(app, SCHEDULE_ENTRY)
 
 
 def test_health_task_returns_the_json_summary(app: Any) -> None:
@@ -359,8 +333,8 @@ def test_health_task_returns_the_json_summary(app: Any) -> None:
 
 
 @pytest.mark.postgres
-def test_health_on_postgresql(make_app: Any, pg_database_url: str) -> None:
-    app = make_app(plugins=[plugins.health], database_url=pg_database_url)
+def test_health_on_postgresql(health_app_with: Any, pg_database_url: str) -> None:
+    app = health_app_with(database_url=pg_database_url)
     report = run_checks(app, now=NOW)
     assert report["status"] == "ok"
     assert report["checks"]["database"]["detail"].startswith("postgresql answered SELECT 1")
