@@ -13,7 +13,13 @@ from types import ModuleType
 from typing import Any
 
 from banktasks_testing.asserts import assert_not_scheduled, assert_retry_policy, assert_schedule
-from banktasks_testing.factories import make_account, make_transaction, make_user, seed_data
+from banktasks_testing.factories import (
+    make_account,
+    make_transaction,
+    make_transactions,
+    make_user,
+    seed_data,
+)
 from banktasks_testing.processes import (
     PgCluster,
     SMTPRecorder,
@@ -47,6 +53,7 @@ __all__ = [
     "free_port",
     "make_account",
     "make_transaction",
+    "make_transactions",
     "make_user",
     "pg_bindir",
     "seed_data",

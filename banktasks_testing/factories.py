@@ -12,6 +12,7 @@ so its `id` is set, and returns it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,9 +27,12 @@ _numbers = itertools.count(1)
 
 
 def make_user(session: Session, **fields: Any) -> User:
-    """A `User` (e-mail `userN@example.com`, active), added and flushed."""
+    """A `User` (e-mail `kit-userN@example.com`, active), added and flushed.
+
+    The e-mail differs from the seed data's `userN@example.com`, so both can be used.
+    """
     n = next(_numbers)
-    values: dict[str, Any] = {"email": f"user{n}@example.com", "full_name": f"Test User {n}"}
+    values: dict[str, Any] = {"email": f"kit-user{n}@example.com", "full_name": f"Test User {n}"}
     values.update(fields)
     user = User(**values)
     session.add(user)
@@ -57,10 +61,34 @@ def make_transaction(
     **fields: Any,
 ) -> Transaction:
     """A `Transaction` on `account` (a new one if None) of `amount` at `at` (default now)."""
-    target = account or make_account(session)
+    tx = _transaction(account or make_account(session), amount, kind, status, at, **fields)
+    session.add(tx)
+    session.flush()
+    return tx
+
+
+def make_transactions(
+    session: Session, account: Account, rows: Iterable[dict[str, Any]]
+) -> list[Transaction]:
+    """Many transactions on `account` with one flush: each row holds `make_transaction`'s
+    keyword arguments (`{"amount": "9500.00", "kind": "deposit", "at": moment}`)."""
+    txs = [_transaction(account, **row) for row in rows]
+    session.add_all(txs)
+    session.flush()
+    return txs
+
+
+def _transaction(
+    account: Account,
+    amount: Decimal | str | int = "100.00",
+    kind: TransactionKind | str = TransactionKind.payment,
+    status: TransactionStatus | str = TransactionStatus.completed,
+    at: datetime | None = None,
+    **fields: Any,
+) -> Transaction:
     moment = at or utcnow()
-    tx = Transaction(
-        account_id=target.id,
+    return Transaction(
+        account_id=account.id,
         amount=Decimal(str(amount)),
         kind=TransactionKind(kind),
         status=TransactionStatus(status),
@@ -68,9 +96,6 @@ def make_transaction(
         updated_at=moment,
         **fields,
     )
-    session.add(tx)
-    session.flush()
-    return tx
 
 
 def seed_data(db: Database, **options: Any) -> SeedSummary:

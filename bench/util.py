@@ -8,7 +8,6 @@ import contextlib
 import math
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -240,17 +239,9 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of its own group only
+        from banktasks_testing.processes import stop_group
+
+        stop_group(self.proc, timeout)
         self._log.close()
 
 

@@ -80,7 +80,9 @@ def test_plugin_settings_in_the_call_and_factories(pytester):
         """
         from decimal import Decimal
         from sqlalchemy import func, select
-        from banktasks_testing import make_account, make_transaction, seed_data
+        from banktasks_testing import (
+            make_account, make_transaction, make_transactions, make_user, seed_data
+        )
         from core.models import Transaction
 
         def test_settings_and_data(make_app):
@@ -89,7 +91,7 @@ def test_plugin_settings_in_the_call_and_factories(pytester):
             with app.runtime.db.session() as session:
                 account = make_account(session)
                 make_transaction(session, account, amount="5000.01")
-                make_transaction(session, account, amount="0.99")
+                make_transactions(session, account, [{"amount": "0.49"}, {"amount": "0.50"}])
             with app.runtime.db.session() as session:
                 total = session.scalar(select(func.sum(Transaction.amount)))
             assert total == Decimal("5001.00")
@@ -99,6 +101,8 @@ def test_plugin_settings_in_the_call_and_factories(pytester):
             app = make_app("fraud")
             summary = seed_data(app.runtime.db, users=5, transactions=300)
             assert summary.users == 5 and summary.large_transactions
+            with app.runtime.db.session() as session:
+                assert make_user(session).id == 6  # no clash with the seed's users
         """,
     )
     result.assert_outcomes(passed=2)

@@ -47,7 +47,7 @@ from sqlalchemy import (
 
 from core.db import from_micros, from_minor, to_minor
 from core.models import Transaction, TransactionKind
-from plugins.fraud.rules import Finding, RuleContext
+from plugins.fraud.api import Finding, RuleContext
 
 MINUTE_US = 60_000_000
 HOUR_US = 60 * MINUTE_US
@@ -71,7 +71,7 @@ class LargeTransaction:
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per transaction above the line in the window."""
-        limit = ctx.settings.large_amount
+        limit = ctx.fraud_settings.large_amount
         query = select(_tx.c.id, _tx.c.account_id, _cents, _at, _tx.c.kind).where(
             _at >= ctx.since_us, _at < ctx.until_us, _cents > to_minor(limit)
         )
@@ -226,8 +226,8 @@ class Velocity:
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per burst (chain of overlapping windows over the limit)."""
-        limit = ctx.settings.velocity_limit
-        minutes = ctx.settings.velocity_window_minutes
+        limit = ctx.fraud_settings.velocity_limit
+        minutes = ctx.fraud_settings.velocity_window_minutes
         bursts, members = _bursts(
             ctx, "velocity", minutes * MINUTE_US, lambda cnt, _total: cnt > limit, []
         )
@@ -260,7 +260,7 @@ class Structuring:
 
     def find(self, ctx: RuleContext) -> Iterable[Finding]:
         """One finding per run of structured deposits."""
-        s = ctx.settings
+        s = ctx.fraud_settings
         line = to_minor(s.large_amount)
         low = math.ceil(Decimal(line) * s.structuring_band_low)
         band = [

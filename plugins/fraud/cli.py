@@ -9,16 +9,18 @@ import click
 from sqlalchemy import select
 
 from core import BanktasksError, session_scope
+from core.logging import mask_number
 from core.models import Account
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
 
 
-def mask_number(number: str | None) -> str:
-    """Only the last four characters of an account number: `****1234`."""
+def _masked(number: str | None) -> str:
+    """`core.logging.mask_number` (`****1234`); `-` without a number, and a number of four
+    characters or fewer is hidden whole."""
     if not number:
         return "-"
-    return "****" + number[-4:] if len(number) > 4 else "****"
+    return mask_number(number) if len(number) > 4 else "****"
 
 
 def list_alerts(
@@ -37,7 +39,7 @@ def list_alerts(
         query = query.where(FraudAlert.rule == rule)
     with session_scope() as session:
         return [
-            {**alert.as_dict(), "account": mask_number(number)}
+            {**alert.as_dict(), "account": _masked(number)}
             for alert, number in session.execute(query)
         ]
 
@@ -93,7 +95,7 @@ def add_commands(cli: click.Group) -> None:
         if row is None:
             raise click.ClickException(f"fraud alert #{alert_id} does not exist")
         alert, number = row
-        click.echo(json.dumps({**alert.as_dict(), "account": mask_number(number)}, indent=2))
+        click.echo(json.dumps({**alert.as_dict(), "account": _masked(number)}, indent=2))
 
     @alerts.command("investigate")
     @click.argument("alert_id", type=int)

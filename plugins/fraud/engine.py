@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from core import TaskArgumentError, current, get_logger
+from core import Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.models import Transaction
+from core.validators import as_utc
+from plugins.fraud.api import Finding, Rule, RuleContext
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
-from plugins.fraud.rules import Finding, Rule, RuleContext, collect_rules, select_rules
+from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
 
 log = get_logger(__name__)
@@ -25,13 +27,9 @@ TASK = "fraud.analyze_fraud_patterns"
 INSERT_CHUNK = 500
 
 
-def as_utc(moment: datetime | None) -> datetime | None:
-    """Aware datetimes are converted to UTC; naive ones are taken as UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+def _utc(moment: datetime | None) -> datetime | None:
+    """`core.validators.as_utc`, None kept (ValueError when out of range once in UTC)."""
+    return None if moment is None else as_utc(moment)
 
 
 @dataclass
@@ -55,7 +53,7 @@ def resolve_window(
 
     `task` names the task in the error a bad window raises.
     """
-    since, until = as_utc(since), as_utc(until)
+    since, until = _utc(since), _utc(until)
     if since is None and until is None:
         mark = session.get(FraudWatermark, WATERMARK)
         if mark is None:
@@ -147,9 +145,19 @@ def _emit(alerts: list[FraudAlert], min_severity: str) -> tuple[int, int]:
     return notified, failed
 
 
-def active_rules(settings: FraudSettings) -> list[Rule]:
-    """The registered rules after FRAUD_RULES / FRAUD_DISABLE_RULES (ConfigError if unknown)."""
-    return select_rules(collect_rules(current().plugins), settings)
+@dataclass(frozen=True)
+class ActiveRule:
+    """A rule ready to run, with the settings of the plugin that registered it."""
+
+    rule: Rule
+    settings: Any
+
+
+def active_rules(runtime: Runtime, settings: FraudSettings) -> list[ActiveRule]:
+    """The registered rules after FRAUD_RULES / FRAUD_DISABLE_RULES (ConfigError if unknown),
+    each with its own plugin's settings (`runtime.settings_for(plugin)`)."""
+    chosen = select_rules(collect_rules(runtime.plugins), settings)
+    return [ActiveRule(c.obj, runtime.settings_for(c.plugin)) for c in chosen]
 
 
 @dataclass
@@ -191,16 +199,22 @@ class _Found:
 def _find(
     session: Session,
     settings: FraudSettings,
-    rules: list[Rule],
+    rules: list[ActiveRule],
     since: datetime | None,
     until: datetime | None,
     now: datetime,
 ) -> _Found:
-    """The read phase: resolve the window and run every rule; nothing is written."""
+    """The read phase: resolve the window and run every rule; nothing is written.
+
+    Each rule's context carries the settings of the plugin that registered it.
+    """
     window = resolve_window(session, settings, since, until, now)
-    ctx = RuleContext(session, window.since, window.until, settings, now)
     found = _Found(window, _scanned(session, window), 0, {})
-    for rule in rules:
+    for active in rules:
+        rule = active.rule
+        ctx = RuleContext(
+            session, window.since, window.until, active.settings, now, fraud_settings=settings
+        )
         try:
             findings = list(rule.find(ctx))
             found.rows[rule.name] = alert_rows(rule, findings, now)
@@ -236,7 +250,7 @@ def analyse(since: datetime | None = None, until: datetime | None = None) -> Out
     """
     runtime = current()
     settings: FraudSettings = runtime.settings_for("fraud")
-    rules = active_rules(settings)
+    rules = active_rules(runtime, settings)
     now = utcnow()
     with runtime.db.session() as session:
         found = _find(session, settings, rules, since, until, now)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from core import hookspec
 
 if TYPE_CHECKING:
+    from plugins.fraud.api import Rule
     from plugins.fraud.models import FraudAlert
-    from plugins.fraud.rules import Rule
 
 
 @hookspec
@@ -20,7 +20,9 @@ def register_fraud_rules() -> list[Rule]:
     """Return fraud rules: objects with `name`, `severity` and `find(ctx) -> Iterable[Finding]`.
 
     Rule names are unique across all plugins; `FRAUD_RULES` / `FRAUD_DISABLE_RULES`
-    pick among them. The built-in rules are registered through this hook too.
+    pick among them. Each rule's `RuleContext.settings` are the settings of the
+    plugin that returned it (`ctx.fraud_settings` are the fraud plugin's). The
+    built-in rules are registered through this hook too.
     """
     return []
 

@@ -1,7 +1,10 @@
-"""What fraud contributes to its neighbours: a daily report section and a health check.
+"""What fraud contributes to hooks other plugins own: a report section and a health check.
 
-Both are plain hook implementations; when reports or health is disabled they are
-simply never called. The health plugin's `CheckResult` is imported lazily.
+reports' `register_report_sections(report_date)` and health's
+`register_health_checks()`. When reports or health is disabled (or not
+installed) these implementations are simply never called. No other plugin is
+imported: the health check returns a plain dict `{"status", "detail", "value",
+"threshold"}` and reads its threshold from the context it is given.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core import session_scope
+from core import hookimpl, session_scope
 from plugins.fraud.lifecycle import CLOSED
 from plugins.fraud.models import FraudAlert
+
+CHECK_NAME = "fraud_unresolved_alerts"
 
 
 def report_section(report_date: date) -> tuple[str, dict[str, Any]]:
@@ -53,14 +58,16 @@ class UnresolvedAlertsCheck:
     Degraded when there is any; N is FRAUD_UNRESOLVED_MAX_AGE_DAYS (default 7).
     """
 
-    name: str = "fraud_unresolved_alerts"
+    name: str = CHECK_NAME
 
-    def run(self, ctx: Any) -> Any:
-        """Count stale unresolved alerts on `ctx.db` as of `ctx.now`."""
-        from plugins.health import CheckResult
+    def run(self, ctx: Any) -> dict[str, Any]:
+        """Count stale unresolved alerts on `ctx.db` as of `ctx.now`.
 
-        # ctx.app, not core.current(): health may run checks in threads of its own.
-        days = ctx.app.runtime.settings_for("fraud").unresolved_max_age_days
+        `ctx.settings` are the fraud plugin's settings (health gives each check the
+        settings of the plugin that registered it). Returns `{"status": "ok" |
+        "degraded", "detail", "value": count, "threshold": days}`.
+        """
+        days = ctx.settings.unresolved_max_age_days
         cutoff = ctx.now - timedelta(days=days)
         with ctx.db.session() as session:
             count, oldest = session.execute(
@@ -70,18 +77,30 @@ class UnresolvedAlertsCheck:
                 )
             ).one()
         if not count:
-            return CheckResult(
-                status="ok",
-                detail=f"no unresolved fraud alerts older than {days} days",
-                value=0,
-                threshold=days,
-            )
-        return CheckResult(
-            status="degraded",
-            detail=(
+            return {
+                "status": "ok",
+                "detail": f"no unresolved fraud alerts older than {days} days",
+                "value": 0,
+                "threshold": days,
+            }
+        return {
+            "status": "degraded",
+            "detail": (
                 f"{count} fraud alert(s) open or investigating for more than {days} days "
                 f"(oldest from {oldest.isoformat()}); see `banktasks alerts list --status open`"
             ),
-            value=int(count),
-            threshold=days,
-        )
+            "value": int(count),
+            "threshold": days,
+        }
+
+
+@hookimpl
+def register_report_sections(report_date: date) -> tuple[str, dict[str, Any]]:
+    """Reports' hook: the `fraud` section, alerts opened on `report_date` (UTC)."""
+    return report_section(report_date)
+
+
+@hookimpl
+def register_health_checks() -> list[Any]:
+    """Health's hook: the `fraud_unresolved_alerts` check."""
+    return [UnresolvedAlertsCheck()]

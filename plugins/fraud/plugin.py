@@ -1,11 +1,32 @@
-"""Hook implementations of the fraud plugin (re-exported by `plugins.fraud`)."""
+"""The fraud plugin's entry point (`fraud = "plugins.fraud.plugin"`): every hook it implements.
+
+Core hooks (hookspecs, settings, tasks, schedule, start-up check, CLI), its own
+`register_fraud_rules` (the built-in rules), and, re-exported from
+`plugins.fraud.integrations`, the hooks of reports and health it implements.
+"""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from core import Schedule, hookimpl
+import click
+
+from core import Schedule, TaskDef, hookimpl
+from plugins.fraud import hookspecs
+from plugins.fraud.api import Rule
+from plugins.fraud.builtin import BUILTIN_RULES
+from plugins.fraud.cli import add_commands
+from plugins.fraud.integrations import register_health_checks, register_report_sections
+from plugins.fraud.rules import collect_rules, select_rules
+from plugins.fraud.settings import FraudSettings
+from plugins.fraud.tasks import (
+    analyze_fraud_patterns,
+    analyze_fraud_patterns_chunked,
+    combine_fraud_slices,
+)
+
+banktasks_name = "fraud"
+"""The plugin's name when this module is registered directly (`create_app(plugins=[...])`)."""
 
 SCHEDULE_NAME = "analyze-fraud-patterns"
 EXPIRES_SECONDS = 14 * 60  # a run still queued when the next one is due is dropped
@@ -14,28 +35,18 @@ EXPIRES_SECONDS = 14 * 60  # a run still queued when the next one is due is drop
 @hookimpl
 def register_hookspecs(pm: Any) -> None:
     """Add the hooks fraud owns: register_fraud_rules, on_fraud_alert."""
-    from plugins.fraud import hookspecs
-
     pm.add_hookspecs(hookspecs)
 
 
 @hookimpl
-def register_settings() -> tuple[str, type]:
+def register_settings() -> tuple[str, type[FraudSettings]]:
     """("fraud", FraudSettings)."""
-    from plugins.fraud.settings import FraudSettings
-
     return "fraud", FraudSettings
 
 
 @hookimpl
-def register_tasks() -> list[Any]:
+def register_tasks() -> list[TaskDef]:
     """analyze_fraud_patterns, analyze_fraud_patterns_chunked and its chord callback."""
-    from plugins.fraud.tasks import (
-        analyze_fraud_patterns,
-        analyze_fraud_patterns_chunked,
-        combine_fraud_slices,
-    )
-
     return [analyze_fraud_patterns, analyze_fraud_patterns_chunked, combine_fraud_slices]
 
 
@@ -45,8 +56,6 @@ def register_schedule(settings: Any) -> list[Schedule]:
 
     A run left queued past the next one expires: the next run covers its window anyway.
     """
-    from plugins.fraud.tasks import analyze_fraud_patterns
-
     return [
         Schedule(
             SCHEDULE_NAME,
@@ -58,40 +67,31 @@ def register_schedule(settings: Any) -> list[Schedule]:
 
 
 @hookimpl
-def register_fraud_rules() -> list[Any]:
+def register_fraud_rules() -> list[Rule]:
     """The built-in rules, through the same hook a third-party rule package uses."""
-    from plugins.fraud.builtin import BUILTIN_RULES
-
     return list(BUILTIN_RULES)
 
 
 @hookimpl
 def configure_app(app: Any, settings: Any) -> None:
     """Check FRAUD_RULES / FRAUD_DISABLE_RULES against the registered rules at start-up."""
-    from plugins.fraud.rules import collect_rules, select_rules
-
     select_rules(collect_rules(app.runtime.plugins), app.runtime.settings_for("fraud"))
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """`banktasks alerts list|show|investigate|resolve`."""
-    from plugins.fraud.cli import add_commands
-
     add_commands(cli)
 
 
-@hookimpl
-def register_report_sections(report_date: date) -> tuple[str, dict[str, Any]]:
-    """Reports' hook: alerts opened on `report_date` (UTC), by rule."""
-    from plugins.fraud.integrations import report_section
-
-    return report_section(report_date)
-
-
-@hookimpl
-def register_health_checks() -> list[Any]:
-    """Health's hook: the `fraud_unresolved_alerts` check."""
-    from plugins.fraud.integrations import UnresolvedAlertsCheck
-
-    return [UnresolvedAlertsCheck()]
+__all__ = [
+    "configure_app",
+    "register_commands",
+    "register_fraud_rules",
+    "register_health_checks",
+    "register_hookspecs",
+    "register_report_sections",
+    "register_schedule",
+    "register_settings",
+    "register_tasks",
+]

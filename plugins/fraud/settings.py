@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core import PluginSettings
-from core.settings import CommaList
+from core import CommaList, PluginSettings
 
 Severity = Literal["low", "medium", "high", "critical"]
 MAX_AMOUNT = Decimal(2**63 - 1) / 100

@@ -9,13 +9,14 @@ finds, each pattern in exactly one slice (see `plugins.fraud.builtin`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from core.db import from_micros, to_micros
+from core.validators import UTCMoment
 
 MAX_CHUNKS = 64
 """The most slices one chunked analysis is cut into."""
@@ -38,19 +39,6 @@ def split_window(since: datetime, until: datetime, chunks: int) -> list[tuple[da
         )
     cuts = [start + (end - start) * i // chunks for i in range(chunks + 1)]
     return [(from_micros(a), from_micros(b)) for a, b in pairwise(cuts)]
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """Naive moments are UTC (as the task's results are); aware ones are converted."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
-
-
-UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class SliceResult(BaseModel):

@@ -13,7 +13,8 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from core import RetryPolicy, TaskArgumentError, current, task
 from core.db import utcnow
-from plugins.fraud.engine import TASK, analyse, as_utc, resolve_window
+from core.validators import as_utc
+from plugins.fraud.engine import TASK, analyse, resolve_window
 from plugins.fraud.slices import MAX_CHUNKS, SliceResult, combine, split_window
 
 DB_CONNECTION_ERRORS = (OperationalError, DisconnectionError, InterfaceError)
@@ -40,7 +41,9 @@ def _check_bounds(since: datetime | None, until: datetime | None, task_name: str
             utcnow(),
             task_name,
         )
-    except OverflowError:
+    except TaskArgumentError:
+        raise
+    except (OverflowError, ValueError):  # a bound out of range once in UTC, or the look-back
         raise TaskArgumentError(
             f"{task_name}: since={since} until={until} is out of range; "
             "give times between the years 1 and 9999 UTC"
@@ -75,7 +78,7 @@ def check_chunked(since: datetime, until: datetime, chunks: int = 4) -> None:
     """Refuse bounds out of order or out of range, and a number of slices outside 1..64 (or
     more slices than the window has microseconds), before anything is sent."""
     _check_bounds(since, until, CHUNKED_TASK)
-    split_window(as_utc(since), as_utc(until), chunks)  # type: ignore[arg-type]
+    split_window(as_utc(since), as_utc(until), chunks)
 
 
 def _chunked_example() -> dict[str, Any]:
@@ -119,7 +122,7 @@ def analyze_fraud_patterns_chunked(
     (or eagerly), the slices run here one after the other. Naive datetimes are taken
     as UTC; the watermark is left alone.
     """
-    slices = split_window(as_utc(since), as_utc(until), chunks)  # type: ignore[arg-type]
+    slices = split_window(as_utc(since), as_utc(until), chunks)
     running = _running_in_worker(analyze_fraud_patterns_chunked.name)
     if running is None:
         return combine(analyse(a, b).as_dict() for a, b in slices)

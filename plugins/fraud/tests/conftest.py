@@ -6,15 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fraud_testlib import Bank, analyse
 
-import plugins.fraud
+from .helpers import Bank, analyse
 
 
 @pytest.fixture
 def fraud_app(make_app: Callable[..., Any]) -> Any:
     """An app with only the fraud plugin (set FRAUD_* variables before asking for it)."""
-    return make_app(plugins=[plugins.fraud])
+    return make_app("fraud")
 
 
 @pytest.fixture
@@ -36,6 +35,6 @@ def bank_with(make_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> 
     def build(**variables: str) -> Bank:
         for key, value in variables.items():
             monkeypatch.setenv(key, value)
-        return Bank(make_app(plugins=[plugins.fraud]).runtime.db)
+        return Bank(make_app("fraud").runtime.db)
 
     return build

@@ -1,4 +1,4 @@
-"""Helpers of the fraud plugin's tests (a uniquely named module, imported by the tests)."""
+"""Helpers shared by the fraud plugin's tests: a tiny bank to fill, the analysis, the seed check."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-import plugins.fraud
-from core.models import Account, Transaction, User
-from plugins.fraud import FraudAlert
+from banktasks_testing import make_account, make_user, seed_data
+from core.models import Transaction, TransactionKind
+from plugins.fraud import FraudAlert, analyze_fraud_patterns
 
 T0 = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 """A fixed moment the boundary tests build around (not on a clock hour)."""
@@ -19,21 +19,21 @@ T0 = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 
 @dataclass
 class Bank:
-    """Writes users, accounts and transactions with the ORM, reads alerts back."""
+    """Writes accounts (with the testing kit's `make_account`) and transactions, reads alerts."""
 
     db: Any
-    _accounts: int = 0
+    _users: int = 0
 
-    def account(self) -> int:
-        """A new user with one account; returns the account id."""
-        self._accounts += 1
-        n = self._accounts
+    def account(self, **fields: Any) -> int:
+        """A new user with one account (`fields` as `make_account`'s); returns its id.
+
+        The user's e-mail is our own (`fraud-test-N@…`): the kit's default
+        `userN@example.com` is what the seed data uses too.
+        """
+        self._users += 1
         with self.db.session() as session:
-            user = User(email=f"fraud-test-{n}@example.com", full_name=f"Test {n}")
-            account = Account(user=user, number=f"DE89370400440532{n:06d}", currency="USD")
-            session.add(account)
-            session.flush()
-            return account.id
+            user = make_user(session, email=f"fraud-test-{self._users}@example.com")
+            return make_account(session, user, **fields).id
 
     def tx(
         self, account_id: int, amount: str | Decimal, at: datetime, kind: str = "payment"
@@ -44,13 +44,17 @@ class Bank:
     def txs(
         self, account_id: int, items: list[tuple[str | Decimal, datetime]], kind: str = "payment"
     ) -> list[int]:
-        """Several transactions of one account; returns their ids in order."""
+        """Several completed transactions of one account; returns their ids in order.
+
+        Added with one flush (the kit's `make_transaction` flushes each row, which makes
+        the tests that plant hundreds of rows several times slower).
+        """
         with self.db.session() as session:
             rows = [
                 Transaction(
                     account_id=account_id,
                     amount=Decimal(amount),
-                    kind=kind,
+                    kind=TransactionKind(kind),
                     created_at=at,
                     updated_at=at,
                 )
@@ -58,7 +62,7 @@ class Bank:
             ]
             session.add_all(rows)
             session.flush()
-            return [r.id for r in rows]
+            return [row.id for row in rows]
 
     def burst(
         self,
@@ -84,7 +88,7 @@ def analyse(
     since: datetime = T0 - timedelta(days=2), until: datetime = T0 + timedelta(days=2)
 ) -> dict[str, Any]:
     """Run the task in-process over a window that holds every test row."""
-    return plugins.fraud.analyze_fraud_patterns(since=since, until=until)
+    return analyze_fraud_patterns(since=since, until=until)
 
 
 SEED_NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -92,9 +96,7 @@ SEED_NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
 def check_seed_findings(app: Any, users: int = 80, transactions: int = 4000) -> Any:
     """Seed, analyse, and check the alerts are exactly the planted patterns."""
-    from core.seed import seed
-
-    summary = seed(
+    summary = seed_data(
         app.runtime.db, users=users, transactions=transactions, seed_value=7, now=SEED_NOW
     )
     result = analyse(since=SEED_NOW - timedelta(days=31), until=SEED_NOW)

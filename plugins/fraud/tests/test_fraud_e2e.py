@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fraud_testlib import Bank
 from sqlalchemy import delete
 
-from core.seed import seed
+from banktasks_testing import seed_data
 from plugins.fraud import FraudAlert
 from plugins.fraud.slices import split_window
+
+from .helpers import Bank
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
@@ -21,7 +22,7 @@ MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 def test_analysis_through_a_real_worker(e2e):
     e2e.set(BANKTASKS_PLUGINS="fraud")
     app = e2e.app()
-    summary = seed(app.runtime.db, users=40, transactions=1500, seed_value=11, now=NOW)
+    summary = seed_data(app.runtime.db, users=40, transactions=1500, seed_value=11, now=NOW)
     e2e.start_worker()
     task = app.tasks["fraud.analyze_fraud_patterns"]
     since = NOW - timedelta(days=31)
@@ -54,7 +55,7 @@ def test_chunked_analysis_through_two_worker_processes(e2e):
     pool processes run them, and the alerts are those of one analysis of the window."""
     e2e.set(BANKTASKS_PLUGINS="fraud")
     app = e2e.app()
-    seed(app.runtime.db, users=40, transactions=1500, seed_value=11, now=NOW)
+    seed_data(app.runtime.db, users=40, transactions=1500, seed_value=11, now=NOW)
     bank = Bank(app.runtime.db)
     since = NOW - timedelta(days=31)
     for _, cut in split_window(since, NOW, 4)[:-1]:  # bursts straddling each slice boundary

@@ -6,14 +6,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from fraud_testlib import T0, Bank, analyse
+from pydantic import Field
 from sqlalchemy import BigInteger, select, type_coerce
 
-import plugins.fraud
-from core import ConfigError, current
-from core.models import Transaction
-from core.testing import fake_plugin
-from plugins.fraud import Finding, FraudAlert, Rule, RuleContext
+from banktasks_testing import fake_plugin
+from core import CommaList, ConfigError, PluginSettings, current
+from core.models import Account, Transaction
+from plugins.fraud import Finding, FraudAlert, FraudSettings, Rule, RuleContext
+from plugins.fraud.builtin import Velocity
+
+from .helpers import T0, Bank, analyse
 
 MINUTE = timedelta(minutes=1)
 BUILTIN = ["large_transaction", "structuring", "velocity"]
@@ -86,7 +88,7 @@ def test_a_third_party_rule_is_registered_through_the_same_hook(make_app):
     rule = RoundAmounts()
     assert isinstance(rule, Rule)
     acme = fake_plugin("acme_rules", register_fraud_rules=lambda: [rule])
-    bank = Bank(make_app(plugins=[plugins.fraud, acme]).runtime.db)
+    bank = Bank(make_app("fraud", acme).runtime.db)
     account = bank.account()
     tid = bank.tx(account, "3000.00", T0)
     bank.tx(account, "3000.01", T0)
@@ -102,8 +104,109 @@ def test_a_third_party_rule_is_registered_through_the_same_hook(make_app):
 def test_third_party_rules_can_be_picked_by_name(make_app, monkeypatch):
     monkeypatch.setenv("FRAUD_RULES", "round_amount")
     acme = fake_plugin("acme_rules", register_fraud_rules=lambda: [RoundAmounts()])
-    make_app(plugins=[plugins.fraud, acme])
+    make_app("fraud", acme)
     assert analyse()["by_rule"] == {"round_amount": 0}
+
+
+# -- a rule gets its own plugin's settings -------------------------------------------------
+
+
+class SanctionsSettings(PluginSettings):
+    """The settings of a third-party `sanctions` plugin (`SANCTIONS_*`)."""
+
+    listed_accounts: CommaList = Field(None, description="account numbers on the list")
+    min_amount: Decimal = Field(Decimal("100"), description="smaller payments are ignored")
+
+
+class ListedAccounts:
+    """Payments of at least SANCTIONS_MIN_AMOUNT by a listed account (a third-party rule)."""
+
+    name = "sanctioned_account"
+    severity = "critical"
+
+    def __init__(self):
+        self.contexts = []
+
+    def find(self, ctx: RuleContext):
+        self.contexts.append(ctx)
+        rows = ctx.session.execute(
+            select(Transaction.id, Transaction.account_id, Transaction.amount)
+            .join(Account, Account.id == Transaction.account_id)
+            .where(
+                Transaction.created_at >= ctx.since,
+                Transaction.created_at < ctx.until,
+                Account.number.in_(ctx.settings.listed_accounts or []),
+                Transaction.amount >= ctx.settings.min_amount,
+            )
+        )
+        for tid, account_id, amount in rows:
+            line = ctx.fraud_settings.large_amount
+            yield Finding(account_id, tid, score=float(amount / line), evidence={"line": line})
+
+
+def test_a_rule_gets_the_settings_of_the_plugin_that_registered_it(make_app):
+    rule = ListedAccounts()
+    module = fake_plugin(
+        "sanctions",
+        register_settings=lambda: ("sanctions", SanctionsSettings),
+        register_fraud_rules=lambda: [rule],
+    )
+    app = make_app(
+        "fraud",
+        ("sanctions", module),
+        plugin_settings={"sanctions": {"listed_accounts": "XX-1, XX-2", "min_amount": "500"}},
+    )
+    bank = Bank(app.runtime.db)
+    listed, other = bank.account(number="XX-2"), bank.account()
+    bank.tx(listed, "499.99", T0)
+    flagged = bank.tx(listed, "500.00", T0)
+    bank.tx(other, "5000.00", T0)
+
+    result = analyse()
+    assert result["by_rule"]["sanctioned_account"] == 1
+    (ctx,) = rule.contexts
+    assert isinstance(ctx.settings, SanctionsSettings)
+    assert ctx.settings.min_amount == Decimal("500")
+    assert isinstance(ctx.fraud_settings, FraudSettings)
+    assert ctx.fraud_settings is app.runtime.settings_for("fraud")
+    (alert,) = bank.alerts("sanctioned_account")
+    assert (alert.transaction_id, alert.severity) == (flagged, "critical")
+    assert alert.evidence == {"line": "10000"}
+
+
+def test_a_rule_of_a_plugin_without_settings_gets_plain_plugin_settings(make_app):
+    seen = []
+
+    class Spy:
+        name = "spy"
+        severity = "low"
+
+        def find(self, ctx):
+            seen.append(ctx)
+            return []
+
+    app = make_app("fraud", fake_plugin("acme_rules", register_fraud_rules=lambda: [Spy()]))
+    analyse()
+    (ctx,) = seen
+    assert ctx.settings is app.runtime.settings_for("acme_rules")
+    assert not isinstance(ctx.settings, FraudSettings)
+    assert ctx.fraud_settings is app.runtime.settings_for("fraud")
+
+
+def test_the_built_in_rules_get_the_fraud_settings(make_app):
+    seen = []
+    original = Velocity.find
+
+    def spy(self, ctx):
+        seen.append(ctx)
+        return original(self, ctx)
+
+    app = make_app("fraud")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Velocity, "find", spy)
+        analyse()
+    (ctx,) = seen
+    assert ctx.settings is ctx.fraud_settings is app.runtime.settings_for("fraud")
 
 
 class AccountWindowRule:
@@ -124,7 +227,7 @@ class AccountWindowRule:
 def test_dedup_key_from_account_and_window_start(make_app):
     start = datetime(2024, 5, 1, tzinfo=UTC)
     rule = AccountWindowRule(start)
-    make_app(plugins=[plugins.fraud, fake_plugin("acme", register_fraud_rules=lambda: [rule])])
+    make_app("fraud", fake_plugin("acme", register_fraud_rules=lambda: [rule]))
     assert analyse()["by_rule"]["account_window"] == 1
     assert analyse()["by_rule"]["account_window"] == 0
     with current().db.session() as session:
@@ -134,7 +237,7 @@ def test_dedup_key_from_account_and_window_start(make_app):
 
 def test_a_finding_without_any_key_is_a_clear_error(make_app):
     rule = AccountWindowRule(None)
-    make_app(plugins=[plugins.fraud, fake_plugin("acme", register_fraud_rules=lambda: [rule])])
+    make_app("fraud", fake_plugin("acme", register_fraud_rules=lambda: [rule]))
     with pytest.raises(ValueError, match="'account_window' returned a Finding for account 7"):
         analyse()
 
@@ -150,15 +253,13 @@ class BadSeverity:
 def test_a_rule_with_an_unknown_severity_stops_start_up(make_app):
     acme = fake_plugin("acme", register_fraud_rules=lambda: [BadSeverity()])
     with pytest.raises(ConfigError, match="'shouty': severity 'urgent' is not one of low"):
-        make_app(plugins=[plugins.fraud, acme])
+        make_app("fraud", acme)
 
 
 def test_rule_names_are_unique(make_app):
-    from plugins.fraud.builtin import Velocity
-
     acme = fake_plugin("acme", register_fraud_rules=lambda: [Velocity()])
     with pytest.raises(ConfigError, match="'velocity' is registered twice"):
-        make_app(plugins=[plugins.fraud, acme])
+        make_app("fraud", acme)
 
 
 # -- on_fraud_alert -----------------------------------------------------------------------
@@ -176,7 +277,7 @@ def recorder(seen):
 
 def test_on_fraud_alert_once_per_new_alert_at_or_above_high(make_app):
     seen = []
-    bank = Bank(make_app(plugins=[plugins.fraud, recorder(seen)]).runtime.db)
+    bank = Bank(make_app("fraud", recorder(seen)).runtime.db)
     plant_one_of_each(bank)
     result = analyse()
     assert result["alerts_created"] == 4
@@ -200,7 +301,7 @@ def test_on_fraud_alert_once_per_new_alert_at_or_above_high(make_app):
 def test_alert_min_severity(make_app, monkeypatch, minimum, expected):
     monkeypatch.setenv("FRAUD_ALERT_MIN_SEVERITY", minimum.upper())
     seen = []
-    plant_one_of_each(Bank(make_app(plugins=[plugins.fraud, recorder(seen)]).runtime.db))
+    plant_one_of_each(Bank(make_app("fraud", recorder(seen)).runtime.db))
     analyse()
     assert len(seen) == expected
 
@@ -210,7 +311,7 @@ def test_a_failing_listener_does_not_lose_alerts(make_app):
         raise RuntimeError("mail server on fire")
 
     broken = fake_plugin("broken", on_fraud_alert=on_fraud_alert)
-    bank = Bank(make_app(plugins=[plugins.fraud, broken]).runtime.db)
+    bank = Bank(make_app("fraud", broken).runtime.db)
     plant_one_of_each(bank)
     result = analyse()
     assert (result["alerts_created"], result["emitted"], result["notify_failed"]) == (4, 0, 3)

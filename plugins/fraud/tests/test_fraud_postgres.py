@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fraud_testlib import T0, Bank, analyse, check_seed_findings
 
-import plugins.fraud
 from plugins.fraud import analyze_fraud_patterns
+
+from .helpers import T0, Bank, analyse, check_seed_findings
 
 pytestmark = pytest.mark.postgres
 MINUTE = timedelta(minutes=1)
@@ -17,7 +17,7 @@ US = timedelta(microseconds=1)
 
 @pytest.fixture
 def pg_app(make_app, pg_database_url):
-    app = make_app(plugins=[plugins.fraud], database_url=pg_database_url)
+    app = make_app("fraud", database_url=pg_database_url)
     assert app.runtime.db.dialect == "postgresql"
     return app
 

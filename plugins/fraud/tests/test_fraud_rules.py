@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fraud_testlib import T0
+
+from .helpers import T0
 
 MINUTE = timedelta(minutes=1)
 US = timedelta(microseconds=1)

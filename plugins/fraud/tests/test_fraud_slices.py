@@ -8,15 +8,15 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from fraud_testlib import SEED_NOW, T0, Bank, analyse
 from sqlalchemy import delete
 
-import plugins.fraud
+from banktasks_testing import seed_data
 from core import TaskArgumentError
-from core.seed import seed
 from plugins.fraud import FraudAlert, RuleContext, analyze_fraud_patterns_chunked
 from plugins.fraud.slices import MAX_CHUNKS, combine, split_window
 from plugins.fraud.tasks import combine_fraud_slices
+
+from .helpers import SEED_NOW, T0, Bank, analyse
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -30,9 +30,9 @@ CHUNKED = "fraud.analyze_fraud_patterns_chunked"
 def any_bank(request, make_app) -> Bank:
     """A Bank on a fraud app, on SQLite and on a real PostgreSQL server."""
     if request.param == "sqlite":
-        return Bank(make_app(plugins=[plugins.fraud]).runtime.db)
+        return Bank(make_app("fraud").runtime.db)
     url = request.getfixturevalue("pg_database_url")
-    app = make_app(plugins=[plugins.fraud], database_url=url)
+    app = make_app("fraud", database_url=url)
     assert app.runtime.db.dialect == "postgresql"
     return Bank(app.runtime.db)
 
@@ -164,7 +164,7 @@ def test_the_planted_boundary_patterns_are_all_found(bank):
 
 
 def test_slices_of_seeded_data_find_the_alerts_of_one_analysis(any_bank):
-    seed(any_bank.db, users=60, transactions=3000, seed_value=5, now=SEED_NOW)
+    seed_data(any_bank.db, users=60, transactions=3000, seed_value=5, now=SEED_NOW)
     since = SEED_NOW - timedelta(days=31)
     whole = analyse(since=since, until=SEED_NOW)
     expected = stored(any_bank)
@@ -188,7 +188,7 @@ def test_an_explicit_window_reads_ahead_only_up_to_now(bank, monkeypatch):
 
 def test_lookahead_until_us():
     def ctx(now):
-        return RuleContext(None, T0, T0 + HOUR, None, now)  # type: ignore[arg-type]
+        return RuleContext(None, T0, T0 + HOUR, None, now, fraud_settings=None)  # type: ignore[arg-type]
 
     hour_us = 3_600_000_000
     until_us = ctx(None).until_us

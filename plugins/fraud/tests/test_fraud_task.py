@@ -6,12 +6,13 @@ import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
-from fraud_testlib import T0, Bank
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-import plugins.fraud
+from banktasks_testing import assert_not_scheduled, assert_retry_policy, assert_schedule
 from core import TaskArgumentError, hookimpl
 from plugins.fraud import FraudWatermark, analyze_fraud_patterns
+
+from .helpers import T0, Bank
 
 MINUTE = timedelta(minutes=1)
 
@@ -165,9 +166,14 @@ def test_explicit_windows_do_not_move_the_watermark(bank, fraud_app, clock):
 
 
 def test_schedule_every_15_minutes(fraud_app):
+    assert_schedule(
+        fraud_app,
+        "analyze-fraud-patterns",
+        task="fraud.analyze_fraud_patterns",
+        cron="*/15 * * * *",
+        kwargs={},
+    )
     entry = fraud_app.conf.beat_schedule["analyze-fraud-patterns"]
-    assert entry["task"] == "fraud.analyze_fraud_patterns"
-    assert entry["kwargs"] == {}
     assert entry["options"] == {"expires": 14 * 60}  # a stale queued run is dropped
     assert entry["schedule"].minute == {0, 15, 30, 45}
     assert entry["schedule"].hour == set(range(24))
@@ -175,19 +181,24 @@ def test_schedule_every_15_minutes(fraud_app):
 
 def test_schedule_can_be_switched_off(make_app, monkeypatch):
     monkeypatch.setenv("FRAUD_SCHEDULE", "off")
-    app = make_app(plugins=[plugins.fraud])
-    assert "analyze-fraud-patterns" not in app.conf.beat_schedule
+    app = make_app("fraud")
+    assert_not_scheduled(app, "analyze-fraud-patterns")
     assert "fraud.analyze_fraud_patterns" in app.tasks
 
 
-def test_retry_policy_maps_onto_celery(fraud_app):
-    celery_task = fraud_app.tasks["fraud.analyze_fraud_patterns"]
+@pytest.mark.parametrize("name", ["analyze_fraud_patterns", "analyze_fraud_patterns_chunked"])
+def test_retry_policy_maps_onto_celery(fraud_app, name):
+    assert_retry_policy(
+        fraud_app,
+        f"fraud.{name}",
+        max_retries=3,
+        retry_on=(OperationalError, DisconnectionError, InterfaceError),
+        backoff=15,
+        backoff_max=600,
+    )
+    celery_task = fraud_app.tasks[f"fraud.{name}"]
     assert celery_task.route_queue == "fraud"
-    assert celery_task.max_retries == 3
-    assert celery_task.retry_backoff == 15
-    assert celery_task.retry_backoff_max == 600
     assert celery_task.retry_jitter is True
-    assert set(celery_task.autoretry_for) == {OperationalError, DisconnectionError, InterfaceError}
     assert TaskArgumentError in celery_task.dont_autoretry_for
     assert celery_task.acks_late is True
 
@@ -228,7 +239,7 @@ DROPPED = OperationalError("SELECT 1", {}, Exception("server closed the connecti
 )
 def test_connection_errors_retry_three_times_and_others_fail_at_once(make_app, error, tries):
     rule = FlakyDatabaseRule(error)
-    app = make_app(plugins=[plugins.fraud, FlakyRules(rule)])
+    app = make_app("fraud", FlakyRules(rule))
     outcome = app.tasks["fraud.analyze_fraud_patterns"].apply(
         kwargs={"since": T0.isoformat(), "until": (T0 + MINUTE).isoformat()}
     )
@@ -279,7 +290,7 @@ class WriteLockProbe:
 
 def test_rules_read_without_holding_the_write_lock(make_app):
     probe = WriteLockProbe()
-    app = make_app(plugins=[plugins.fraud, FlakyRules(probe)])
+    app = make_app("fraud", FlakyRules(probe))
     probe.path = app.runtime.db.engine.url.database
     plant_one_of_each(Bank(app.runtime.db))  # the rules before the probe find something
     result = analyze_fraud_patterns(since=T0 - MINUTE, until=T0 + timedelta(hours=1))

@@ -1,0 +1,116 @@
+"""The shapes a rule author writes against: `Rule`, `RuleContext` and `Finding`.
+
+A rule is any object with a `name`, a `severity` and `find(ctx)`; a plugin
+returns rules from its `register_fraud_rules()` implementation. Each rule is
+called with a `RuleContext` whose `settings` are the settings of the plugin that
+registered it (`fraud_settings` are always the fraud plugin's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from core.db import to_micros
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from plugins.fraud.settings import FraudSettings
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule gets: a session, the window `[since, until)` (aware UTC) and settings.
+
+    `settings` are the settings of the plugin that registered the rule (its
+    `register_settings` model; a plain `core.PluginSettings` if it declares
+    none), so a rule reads its own thresholds without naming its plugin. For the
+    built-in rules they are the fraud plugin's. `fraud_settings` are always the
+    fraud plugin's `FraudSettings` (e.g. `FRAUD_LARGE_AMOUNT`).
+
+    `since_us` / `until_us` are the same bounds as integer epoch microseconds, the
+    stored form of every time column, for window arithmetic in SQL. `now` is when
+    the analysis runs (None: no limit); see `lookahead_until_us`.
+    """
+
+    session: Session
+    since: datetime
+    until: datetime
+    settings: Any
+    now: datetime | None = None
+    fraud_settings: FraudSettings = field(kw_only=True)
+
+    @property
+    def since_us(self) -> int:
+        """`since` as epoch microseconds."""
+        return to_micros(self.since)
+
+    @property
+    def until_us(self) -> int:
+        """`until` as epoch microseconds."""
+        return to_micros(self.until)
+
+    def lookahead_until_us(self, window_us: int) -> int:
+        """Where a rule with a rolling window of `window_us` stops reading rows.
+
+        A pattern anchored before `until` may reach up to a window past it, so the
+        rule reads on to `until + window`, but never past `now`: rows stamped
+        after the analysis started are left to a later run (the scheduled run,
+        whose `until` is now, reads nothing after it).
+        """
+        end = self.until_us + window_us
+        if self.now is not None:
+            end = max(self.until_us, min(end, to_micros(self.now)))
+        return end
+
+
+@dataclass
+class Finding:
+    """One suspicious pattern a rule found.
+
+    `evidence` is a JSON-safe dict (Decimals and datetimes are turned into strings
+    when stored). The dedup key keeps the alert unique per rule: give `dedup_key`,
+    or it is derived from `transaction_id`, or from `account_id` + `window_start`.
+    `severity` overrides the rule's severity for this finding.
+    """
+
+    account_id: int
+    transaction_id: int | None
+    score: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+    dedup_key: str | None = None
+    window_start: datetime | None = None
+    severity: str | None = None
+
+    def key(self, rule: str) -> str:
+        """The dedup key of this finding (stored with the rule's name)."""
+        if self.dedup_key:
+            return self.dedup_key
+        if self.transaction_id is not None:
+            return f"tx:{self.transaction_id}"
+        if self.window_start is not None:
+            return f"account:{self.account_id}:{to_micros(self.window_start)}"
+        raise ValueError(
+            f"fraud rule {rule!r} returned a Finding for account {self.account_id} with no "
+            "transaction_id, window_start or dedup_key: set one so the alert can be deduplicated"
+        )
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """A fraud rule: set-based SQL over `ctx`'s window that yields Findings.
+
+    `name` is unique across plugins (it is what `FRAUD_RULES` and
+    `FRAUD_DISABLE_RULES` list); `severity` is one of `low`, `medium`, `high`,
+    `critical` (a Finding may override it).
+    """
+
+    name: str
+    severity: str
+
+    def find(self, ctx: RuleContext) -> Iterable[Finding]:
+        """Yield a Finding per suspicious pattern in `[ctx.since, ctx.until)`."""
+        ...

@@ -1,0 +1,1 @@
+"""Tests of the fraud plugin (a package: `from .helpers import ...`)."""
