@@ -46,15 +46,24 @@ class BanktasksTask(Task):
     dont_autoretry_for = (TaskArgumentError,)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        """Validate the arguments from the type hints, then send (nothing is sent if bad)."""
-        message_kwargs = self.spec.message_kwargs(args, kwargs)
-        _check_countdown(self, options)
+        """Validate the arguments from the type hints, then send (nothing is sent if bad).
+
+        A chain step or link callback that a worker sends once the step before it has
+        succeeded is validated by its own worker instead, so bad arguments fail (and are
+        dead-lettered) as that task, not as the finished step before it. Submission
+        limits hold for every send.
+        """
+        if _sent_by_celery():
+            args, kwargs = tuple(args or ()), dict(kwargs or {})
+        else:
+            args, kwargs = (), self.spec.message_kwargs(args, kwargs)
+            _check_countdown(self, options)
         limit = self.spec.submit_limit
         if limit is not None and not options.get("retries"):  # a retry is not a new submission
             app = self.app
             per_minute = effective_limit(limit, app.runtime.settings_for(self.plugin))
-            check_submission(app.redis_client(), self.name, limit, per_minute, message_kwargs)
-        return super().apply_async(args=(), kwargs=message_kwargs, **options)
+            check_submission(app.redis_client(), self.name, limit, per_minute, kwargs)
+        return super().apply_async(args=args, kwargs=kwargs, **options)
 
     def retry(
         self,
@@ -80,6 +89,14 @@ class BanktasksTask(Task):
             countdown, eta = max(1, limit // 2), None
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
+    def signature(self, args: Any = None, *starargs: Any, **starkwargs: Any) -> Any:
+        """Celery's signature; an immutable one (`.si()`) is validated when it is built."""
+        sig = super().signature(args, *starargs, **starkwargs)
+        if sig.immutable:
+            sig.kwargs = self.spec.message_kwargs(sig.args, sig.kwargs)
+            sig.args = ()
+        return sig
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         with structlog.contextvars.bound_contextvars(
@@ -89,6 +106,15 @@ class BanktasksTask(Task):
             retries=request.retries or 0,
         ):
             return super().__call__(*args, **kwargs)
+
+
+def _sent_by_celery() -> bool:
+    """True while a worker sends the next chain step or a link callback (Celery 5.5+
+    marks that send with a context variable; without it every send is validated)."""
+    from celery.app import amqp
+
+    flag = getattr(amqp, "_callback_publish_retry", None)
+    return bool(flag is not None and flag.get())
 
 
 def _delay_seconds(options: dict[str, Any]) -> float | None:
