@@ -87,16 +87,25 @@ class Finding:
 
     def key(self, rule: str) -> str:
         """The dedup key of this finding (stored with the rule's name)."""
-        if self.dedup_key:
-            return self.dedup_key
-        if self.transaction_id is not None:
-            return f"tx:{self.transaction_id}"
-        if self.window_start is not None:
-            return f"account:{self.account_id}:{to_micros(self.window_start)}"
-        raise ValueError(
-            f"fraud rule {rule!r} returned a Finding for account {self.account_id} with no "
-            "transaction_id, window_start or dedup_key: set one so the alert can be deduplicated"
-        )
+        return finding_key(self, rule)
+
+
+def finding_key(finding: Any, rule: str) -> str:
+    """The dedup key of any object with Finding's attributes (a rule need not import
+    `Finding`: a dataclass of its own with `account_id`, `transaction_id`, `score`,
+    `evidence` and optionally `dedup_key`, `window_start`, `severity` does)."""
+    dedup_key = getattr(finding, "dedup_key", None)
+    if dedup_key:
+        return str(dedup_key)
+    if finding.transaction_id is not None:
+        return f"tx:{finding.transaction_id}"
+    window_start = getattr(finding, "window_start", None)
+    if window_start is not None:
+        return f"account:{finding.account_id}:{to_micros(window_start)}"
+    raise ValueError(
+        f"fraud rule {rule!r} returned a finding for account {finding.account_id} with no "
+        "transaction_id, window_start or dedup_key: set one so the alert can be deduplicated"
+    )
 
 
 @runtime_checkable

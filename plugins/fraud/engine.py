@@ -15,7 +15,7 @@ from core import Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.models import Transaction
 from core.validators import as_utc
-from plugins.fraud.api import Finding, Rule, RuleContext
+from plugins.fraud.api import Finding, Rule, RuleContext, finding_key
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
 from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
@@ -83,9 +83,9 @@ def alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[d
     """The rows to insert for one rule's findings: one per dedup key (the first wins)."""
     rows: dict[str, dict[str, Any]] = {}
     for finding in findings:
-        severity = finding.severity or rule.severity
+        severity = getattr(finding, "severity", None) or rule.severity
         severity_rank(severity)  # refuses an unknown severity, naming the valid ones
-        key = finding.key(rule.name)
+        key = finding_key(finding, rule.name)
         rows.setdefault(
             key,
             {

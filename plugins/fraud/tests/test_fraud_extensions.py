@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -174,6 +175,45 @@ def test_a_rule_gets_the_settings_of_the_plugin_that_registered_it(make_app):
     assert alert.evidence == {"line": "10000"}
 
 
+@dataclass
+class Hit:
+    """A finding of a rule that does not import plugins.fraud: plain data, Finding's shape."""
+
+    account_id: int
+    transaction_id: int | None
+    score: float
+    evidence: dict[str, object]
+
+
+class PlainRule:
+    name = "plain_round"
+    severity = "medium"
+
+    def find(self, ctx):
+        rows = ctx.session.execute(
+            select(Transaction.id, Transaction.account_id).where(
+                Transaction.created_at >= ctx.since,
+                Transaction.created_at < ctx.until,
+                Transaction.amount == Decimal("1234.00"),
+            )
+        )
+        for tid, account_id in rows:
+            yield Hit(account_id, tid, 1.0, {"amount": Decimal("1234.00")})
+
+
+def test_a_rule_may_yield_plain_objects_of_findings_shape(make_app):
+    app = make_app("fraud", fake_plugin("plain", register_fraud_rules=lambda: [PlainRule()]))
+    bank = Bank(app.runtime.db)
+    account = bank.account()
+    flagged = bank.tx(account, "1234.00", T0)
+    bank.tx(account, "1234.01", T0)
+    assert analyse()["by_rule"]["plain_round"] == 1
+    assert analyse()["alerts_created"] == 0  # deduplicated by its transaction id
+    (alert,) = bank.alerts("plain_round")
+    assert (alert.transaction_id, alert.severity) == (flagged, "medium")
+    assert alert.evidence == {"amount": "1234.00"}
+
+
 def test_a_rule_of_a_plugin_without_settings_gets_plain_plugin_settings(make_app):
     seen = []
 
@@ -238,7 +278,7 @@ def test_dedup_key_from_account_and_window_start(make_app):
 def test_a_finding_without_any_key_is_a_clear_error(make_app):
     rule = AccountWindowRule(None)
     make_app("fraud", fake_plugin("acme", register_fraud_rules=lambda: [rule]))
-    with pytest.raises(ValueError, match="'account_window' returned a Finding for account 7"):
+    with pytest.raises(ValueError, match="'account_window' returned a finding for account 7"):
         analyse()
 
 
