@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+EXAMPLE      := examples/banktasks-sanctions
+EXAMPLE_VENV ?= var/example-venv
 
-.PHONY: demo test test-fast lint format typecheck docs bench clean
+.PHONY: demo test test-example test-fast lint format typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +21,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/banktasks demo
 
+# the whole suite, then the tutorial's plugin as its author tests it
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-example
+
+# The tutorial's plugin, installed and tested the way its author would: a venv of its own
+# (the project's .venv is left alone), banktasks[testing] and the plugin installed with pip.
+$(EXAMPLE_VENV)/.installed: pyproject.toml $(EXAMPLE)/pyproject.toml
+	rm -rf $(EXAMPLE_VENV)
+	$(PYTHON) -m venv $(EXAMPLE_VENV)
+	$(EXAMPLE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EXAMPLE_VENV)/bin/python -m pip install --quiet -e '.[testing]' -e $(EXAMPLE)
+	touch $@
+
+test-example: $(EXAMPLE_VENV)/.installed
+	cd $(EXAMPLE) && $(abspath $(EXAMPLE_VENV))/bin/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"
@@ -41,7 +57,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy core
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
