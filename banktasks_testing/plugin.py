@@ -36,6 +36,15 @@ from banktasks_testing.processes import PgCluster, SMTPRecorder, WorkerProcess, 
 from core import hookimpl
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the kit's markers (so `--strict-markers` accepts them in any project)."""
+    config.addinivalue_line(
+        "markers", "e2e: end-to-end test with real processes (worker, Valkey, SMTP, PostgreSQL)"
+    )
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server (started by fixtures)")
+    config.addinivalue_line("markers", "slow: long-running")
+
+
 @cache
 def plugin_env_names() -> tuple[tuple[str, ...], frozenset[str]]:
     """(prefixes, exact names) of every variable the core and the installed plugins read."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+from pydantic_core import to_jsonable_python
 from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -86,7 +87,7 @@ def record_failure(task: Any, task_id: str, exc: BaseException, kwargs: dict[str
         task_id=task_id,
         task_name=task.name,
         plugin=getattr(task, "plugin", task.name.split(".", 1)[0]),
-        kwargs=dict(kwargs or {}),
+        kwargs=to_jsonable_python(dict(kwargs or {})),  # as sent: JSON (a datetime when eager)
         reason=classify(task, exc),
         error_type=type(exc).__name__,
         error=redact_text(str(exc))[:2000],
