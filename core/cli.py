@@ -39,7 +39,7 @@ PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 @cli.command(context_settings=PASS_THROUGH)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker (extra options go to `celery worker`, e.g. -Q fraud -c 2)."""
+    """Run a Celery worker (extra options go to `celery worker`, e.g. -Q <queue> -c 2)."""
     level = _app().runtime.settings.log_level
     run_celery("worker", celery_args, [f"--loglevel={level}"])
 

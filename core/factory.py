@@ -318,7 +318,7 @@ def create_app(
 
     With `plugins=None` every installed `banktasks` entry point is loaded, filtered
     by `BANKTASKS_PLUGINS` / `BANKTASKS_DISABLE`. With a list, exactly those: an
-    installed plugin's entry-point name (`"fraud"`), a `(name, module)` pair, or a
+    installed plugin's entry-point name (`"acme"`), a `(name, module)` pair, or a
     module (named by `banktasks_name`, else the last part of `__name__`). The default
     plugins (`core.default_plugins`) come in both cases unless `BANKTASKS_DISABLE`
     names them. The new app becomes Celery's current and default app.
@@ -330,7 +330,7 @@ def create_app(
     plugin_settings = _plugin_settings(plugin_set, settings)
 
     app = BanktasksCelery("banktasks", set_as_current=True)
-    app.set_default()  # threads other than the creator's (e.g. health check threads) see it too
+    app.set_default()  # threads other than the creator's (threads a plugin starts) see it too
     if settings.redis_url:
         broker_url = settings.redis_url
     else:

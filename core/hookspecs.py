@@ -1,6 +1,6 @@
 """Hook specifications of the core. Plugins implement them with `@core.hookimpl`.
 
-Plugins that want hooks of their own (fraud rules, report formats, …) add them
+Plugins that want hooks of their own (rules, formats, checks, …) add them
 through `register_hookspecs`, the way pytest plugins use `pytest_addhooks`.
 The default plugins (dead letters, Flower, embedded broker, demo, seed) use
 these same hooks.

@@ -1,7 +1,7 @@
 """Build the plugin manager: default plugins, `banktasks` entry points, allow/deny lists.
 
-`BANKTASKS_PLUGINS=fraud,health` loads only those installed plugins;
-`BANKTASKS_DISABLE=export` blocks one (pluggy's `set_blocked`), a default
+`BANKTASKS_PLUGINS=acme,other` loads only those installed plugins;
+`BANKTASKS_DISABLE=acme` blocks one (pluggy's `set_blocked`), a default
 plugin included (`BANKTASKS_DISABLE=deadletters`). A blocked plugin is never imported.
 The default plugins are named here by module path only: they are imported when
 an app is built, never by this module (the way llm and pytest load their built-ins).

@@ -2,7 +2,7 @@
 
 Celery's own `rate_limit` is per worker and delays execution; this refuses the
 *submission* instead, in the caller of `.delay()`, with a clear error — e.g.
-at most 10 exports per user per minute, whatever the number of workers or web
+at most 10 submissions per user per minute, whatever the number of workers or web
 processes. Declared on a task with `@task(submit_limit=SubmitLimit("user_id", 10))`;
 the plugin's settings field `submit_limit_per_minute` (env
 `<PLUGIN>_SUBMIT_LIMIT_PER_MINUTE`) overrides the default, and 0 switches it off.

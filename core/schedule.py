@@ -36,7 +36,7 @@ def parse_cron(expr: str, where: str) -> crontab:
 
 @dataclass(frozen=True)
 class Schedule:
-    """One periodic run of a task: `Schedule("nightly-export", task, cron="0 1 * * *")`.
+    """One periodic run of a task: `Schedule("nightly-run", task, cron="0 1 * * *")`.
 
     Give either `cron` (five fields, UTC) or `every` (seconds or a timedelta).
     """

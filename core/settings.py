@@ -43,7 +43,7 @@ def split_commas(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str] | None, NoDecode, BeforeValidator(split_commas)]
-"""A setting given as a comma-separated list (`FRAUD_RULES=large_transaction,velocity`)."""
+"""A setting given as a comma-separated list (`ACME_RULES=first,second`)."""
 
 
 class DictSource(PydanticBaseSettingsSource):
@@ -184,7 +184,7 @@ class Settings(_LayeredSettings):
 
     @property
     def var_dir(self) -> Path:
-        """Directory for the embedded broker, the SQLite file, outbox, reports and exports."""
+        """Directory for the embedded broker, the SQLite file and the files plugins write."""
         return self.banktasks_var_dir
 
     @property
@@ -226,7 +226,7 @@ def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
     """Turn a pydantic ValidationError about settings into one readable line per error.
 
     The variable named is the one an operator sets: the field's alias when it has
-    one (e.g. `EMAIL_BACKEND`), else `<prefix><FIELD>`.
+    one (its alias), else `<prefix><FIELD>`.
     """
     fields = getattr(model, "model_fields", {}) if model is not None else {}
     lines = []
@@ -241,7 +241,7 @@ def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
         elif field is not None and (alias := _env_alias(field)):
             name = alias.upper()
         value = err.get("input")
-        secret = SECRET_KEY.search(name) is not None  # e.g. SMTP_PASSWORD: never echoed
+        secret = SECRET_KEY.search(name) is not None  # e.g. a *_PASSWORD: never echoed
         shown = "" if isinstance(value, dict) or secret else f"={value!r}"
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(URL_PASSWORD.sub(r"\1***@", f"{name}{shown}: {msg}"))  # URL passwords

@@ -1,4 +1,4 @@
-"""Seed-style access to tasks: `from core.tasks import send_email_notification`.
+"""Seed-style access to tasks: `from core.tasks import <task name>`, as the seed document does.
 
 Names resolve lazily against the current banktasks app, else the default one
 (`core.celery.app`, built on first use): a registered task's function name

@@ -191,3 +191,25 @@ def test_on_task_failed_reaches_any_plugin_in_the_worker_process(make_app):
     result = app.tasks["acme.ping"].apply(kwargs={"n": "not a number"})
     assert result.failed()
     assert seen and seen[0][0] == "acme.ping"
+
+
+def test_the_core_names_no_plugin_and_knows_no_plugin_prefix():
+    """Outside its default plugins, no core module names an installed plugin or its
+    settings prefix (import-linter separately forbids importing one)."""
+    import re
+    from pathlib import Path
+
+    from core.plugins import installed_entry_points
+
+    names = sorted(installed_entry_points())
+    assert {"fraud", "reports", "notifications", "export", "health"} <= set(names)
+    quoted, prefixes = "|".join(names), "|".join(n.upper() for n in names)
+    words = re.compile(rf"""["']({quoted})["'.]|\b({prefixes})_[A-Z]""")
+    core_dir = Path(core.__file__).parent
+    found = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted(core_dir.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if words.search(line)
+    ]
+    assert found == []
