@@ -68,7 +68,7 @@ def test_broker_crash_and_restart_while_busy(e2e, figures):
     broker = EmbeddedValkey(var)
     try:
         app = e2e.app()
-        assert app.embedded is not None
+        assert app.broker is not None and app.conf.broker_url == broker.url()  # the embedded one
         seed(app.runtime.db, users=EXPORTS, transactions=1500, seed_value=5)
         app.ensure_broker()
         client = broker.client()
