@@ -8,7 +8,7 @@
 
 SQLite files are cached as bench/.data/sqlite-<kind>-<rows>-<key>.db, PostgreSQL
 databases as bench_<kind>_<rows>_<key> in the cached cluster; <key> changes when
-core/seed.py, core/models.py or core/db.py change, so stale data is never reused.
+core/default_plugins/seed.py, core/models.py or core/db.py change, so stale data is never reused.
 Both are written under a temporary name and renamed when complete.
 """
 
@@ -43,7 +43,7 @@ class Dataset:
 
 def data_key() -> str:
     digest = hashlib.sha1()
-    for name in ("core/seed.py", "core/models.py", "core/db.py"):
+    for name in ("core/default_plugins/seed.py", "core/models.py", "core/db.py"):
         digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()[:10]
 
