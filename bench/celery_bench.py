@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 
+from banktasks_testing import wait_for
 from bench.util import (
     Proc,
     Results,
@@ -43,7 +44,6 @@ from bench.util import (
     fmt_seconds,
     log,
     ratio,
-    wait_for,
 )
 
 HOST = socket.gethostname()

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from banktasks_testing import make_transaction
 from core.models import Account, Transaction, User
 
 OLD = datetime(2020, 1, 1, tzinfo=UTC)
@@ -43,20 +44,18 @@ def add_tx(
     counterparty: str | None = None,
     description: str | None = None,
 ) -> Transaction:
-    """One transaction row at an exact time."""
-    tx = Transaction(
-        account_id=account.id,
-        amount=Decimal(amount),
-        currency=currency or account.currency,
+    """One transaction row at an exact time (the testing kit's factory)."""
+    return make_transaction(
+        session,
+        account,
+        amount=amount,
         kind=kind,
         status=status,
+        at=when,
+        currency=currency or account.currency,
         counterparty=counterparty,
         description=description,
-        created_at=when,
-        updated_at=when,
     )
-    session.add(tx)
-    return tx
 
 
 def stored_rows(app: Any) -> list[Any]:
