@@ -84,17 +84,13 @@ class PluginSet:
 
         Unlike `pm.hook.X()`, this keeps track of which plugin returned what; the
         core needs that to name tasks `<plugin>.<function>` and to route settings.
+        An error propagates (use `call_each` to keep going).
         """
-        caller = getattr(self.pm.hook, hook_name, None)
-        if caller is None:
-            return []
-        results = []
-        for impl in reversed(caller.get_hookimpls()):
-            args = [kwargs[name] for name in impl.argnames]
-            result = impl.function(*args)
-            if result is not None:
-                results.append((impl.plugin_name, result))
-        return results
+        results = [
+            (impl.plugin_name, impl.function(*[kwargs[name] for name in impl.argnames]))
+            for impl in reversed(self._impls(hook_name))
+        ]
+        return [(plugin, result) for plugin, result in results if result is not None]
 
     def _impls(self, hook_name: str) -> list[Any]:
         caller = getattr(self.pm.hook, hook_name, None)
