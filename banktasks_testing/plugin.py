@@ -241,14 +241,22 @@ class E2E:
 
 @pytest.fixture
 def e2e(
-    tmp_path: Path, bt_env: dict[str, str], broker_url: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    bt_env: dict[str, str],
+    broker_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[E2E]:
-    """Real broker + SQLite file + environment for end-to-end tests with real workers."""
+    """Real broker + SQLite file + environment for end-to-end tests with real workers.
+
+    Workers import what the test session imports: the project's root is on their
+    PYTHONPATH (a plugin under test need not be installed).
+    """
     import redis
 
     redis.Redis.from_url(broker_url).flushall()
     monkeypatch.setenv("REDIS_URL", broker_url)
-    paths = [str(Path.cwd()), str(Path(__file__).resolve().parent.parent)]
+    paths = [str(request.config.rootpath), str(Path(__file__).resolve().parent.parent)]
     pythonpath = os.pathsep.join(p for p in [*paths, os.environ.get("PYTHONPATH", "")] if p)
     monkeypatch.setenv("PYTHONPATH", pythonpath)
     env = {**bt_env, "REDIS_URL": broker_url, "PYTHONPATH": pythonpath}
