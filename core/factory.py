@@ -21,7 +21,7 @@ from core.db import Database
 from core.errors import ConfigError, TaskArgumentError
 from core.hookspecs import Broker
 from core.kombu_fixes import closed_transport_is_a_connection_error
-from core.logging import configure_logging, get_logger
+from core.logging import configure_logging
 from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.ratelimit import check_submission, effective_limit
 from core.runtime import Runtime
@@ -30,7 +30,6 @@ from core.settings import PluginSettings, Settings, load_plugin_settings, load_s
 from core.taskdef import TaskDef
 
 closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
-log = get_logger(__name__)
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
@@ -402,7 +401,7 @@ def _connect_signals(app: BanktasksCelery) -> None:
     def setup_logging(loglevel: Any = None, **_: Any) -> None:
         # Celery calls this instead of configuring its own logging (not per app).
         if _is_current(app):
-            configure_logging(app.runtime.settings.log_format, loglevel or settings.log_level)
+            configure_logging(settings.log_format, loglevel or settings.log_level)
 
     def start_broker(sender: Any = None, instance: Any = None, **_: Any) -> None:
         # workers (celeryd_init: instance=the worker) and beat (sender=the service) need
@@ -414,15 +413,14 @@ def _connect_signals(app: BanktasksCelery) -> None:
         sender: Any = None, task_id: Any = None, exception: Any = None, kwargs: Any = None, **_: Any
     ) -> None:
         if isinstance(sender, BanktasksTask) and sender.app is app and task_id and exception:
-            for outcome in app.runtime.plugins.call_each(
+            # each listener on its own: one that raises is logged and the others still run
+            app.runtime.plugins.call_each(
                 "on_task_failed",
                 task=sender,
                 task_id=task_id,
                 exception=exception,
                 kwargs=kwargs or {},
-            ):
-                if outcome.error is not None:
-                    log.error("on_task_failed_raised", plugin=outcome.plugin, task=sender.name)
+            )
 
     def fresh_connections_after_fork(**_: Any) -> None:
         # a forked worker child must not share database connections with its parent
