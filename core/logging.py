@@ -23,7 +23,6 @@ SECRET_KEY = re.compile(
 EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]{8,30}\b")
 LONG_DIGITS = re.compile(r"(?<![\w-])(?<!\d\.)\d{8,19}(?![\w-]|\.\d)")  # "acct 4012345678." too
-URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
 SAFE_KEYS = {"task_id", "timestamp", "level", "logger", "event_id", "retries", "plugin"}
 REDACTED = "[REDACTED]"
 
@@ -33,9 +32,45 @@ def mask_number(number: str) -> str:
     return "****" + number[-4:]
 
 
+def mask_url_password(url: str) -> str:
+    """Mask the password of one URL, whatever characters it holds: `redis://:***@host/0`.
+
+    Everything between the first `:` after `scheme://` and the last `@` is the password
+    (user names keep showing). A value without `scheme://…:…@` is returned as it is.
+    """
+    head, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not (sep and at and colon):
+        return url
+    return f"{head}://{user}:***@{host}"
+
+
+def mask_url_passwords(text: str) -> str:
+    """Mask the password of `scheme://user:password@host` in free text: `user:***@host`.
+
+    The password may hold `@`, spaces, `:` or `/` (parsers read it up to the last `@`),
+    so on each line everything from the first `:` after the first `://` up to the last
+    `@` is masked: maybe more than the password (an e-mail address later on the same
+    line), never less. Linear in the length of the text, whatever it holds.
+    """
+    if "://" not in text:
+        return text
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        start = line.find("://")
+        if start == -1:
+            continue
+        colon = line.find(":", start + 3)
+        last_at = line.rfind("@")
+        if colon != -1 and last_at > colon:
+            lines[index] = f"{line[: colon + 1]}***{line[last_at:]}"
+    return "\n".join(lines)
+
+
 def redact_text(text: str) -> str:
     """Mask e-mail addresses, account numbers and URL passwords inside a string."""
-    text = URL_PASSWORD.sub(r"\1***@", text)
+    text = mask_url_passwords(text)
     text = EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     text = IBAN.sub(lambda m: mask_number(m.group(0)), text)
     return LONG_DIGITS.sub(lambda m: mask_number(m.group(0)), text)

@@ -8,6 +8,7 @@ or a `[plugins.<name>]` table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic_settings import (
 )
 
 from core.errors import ConfigError
-from core.logging import SECRET_KEY, URL_PASSWORD
+from core.logging import SECRET_KEY, get_logger, mask_url_password
 
 
 def split_commas(value: Any) -> Any:
@@ -97,7 +98,19 @@ class Settings(_LayeredSettings):
         None, description="SQLAlchemy URL; default the SQLite file <BANKTASKS_VAR_DIR>/banking.db"
     )
     banktasks_env: Literal["development", "production"] = Field(
-        "development", description="`production` refuses unsafe defaults (no REDIS_URL, …)"
+        "development",
+        description="`production` refuses weak settings: no REDIS_URL, a password-less Redis "
+        "on a network host, SQLite or no DATABASE_URL, weak Flower logins",
+    )
+    banktasks_allow_sqlite_in_production: bool = Field(
+        False,
+        description="Accept a SQLite DATABASE_URL when BANKTASKS_ENV=production (a "
+        "single-machine deployment); every start logs a warning",
+    )
+    banktasks_allow_unauthenticated_redis: bool = Field(
+        False,
+        description="Accept a REDIS_URL without password to a non-loopback host when "
+        "BANKTASKS_ENV=production (only trusted hosts can reach it); every start logs a warning",
     )
     banktasks_plugins: CommaList = Field(
         None, description="Allow-list of installed plugins to load (comma list); unset: all"
@@ -126,6 +139,18 @@ class Settings(_LayeredSettings):
         "(Redis transport); unset: computed from the retry policies, at least 3600",
     )
 
+    banktasks_max_message_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest task message accepted, in bytes of JSON arguments: a bigger "
+        "submission is refused, a bigger message on the broker is dead-lettered unread",
+    )
+    banktasks_keep_task_arguments: bool = Field(
+        False,
+        description="Keep each task's arguments with its result in the result backend "
+        "(Celery's result_extended); off: arguments are not stored there",
+    )
+
     _plugin_tables: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("log_level", mode="before")
@@ -136,17 +161,28 @@ class Settings(_LayeredSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
+        # The messages never quote the parser's: those show parts of the URL (its password).
         if value is None or value == "":
             return None
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            raise ValueError(
+                f"not a URL: expected redis://[:password@]host:port/db; {ENCODE}"
+            ) from None
         if parts.scheme not in {"redis", "rediss", "valkey", "valkeys", "unix"}:
             raise ValueError("expected redis://[:password@]host:port/db, rediss://… or unix://…")
+        if parts.scheme != "unix" and "@" in parts.path + parts.query + parts.fragment:
+            raise ValueError(
+                "the password (or user name) holds a '/', '?' or '#' that ends the host part "
+                "early: percent-encode them (/ → %2F, ? → %3F, # → %23)"
+            )
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("expected a host, e.g. redis://127.0.0.1:6379/0")
         try:
             parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-        except ValueError as exc:
-            raise ValueError(f"bad port ({exc})") from None
+        except ValueError:
+            raise ValueError(f"bad port (expected a number from 1 to 65535); {ENCODE}") from None
         return value
 
     @field_validator("database_url")
@@ -162,19 +198,26 @@ class Settings(_LayeredSettings):
         except ArgumentError:
             raise ValueError(
                 "expected an SQLAlchemy URL such as postgresql+psycopg://user:pw@host/db "
-                "or sqlite:///var/banking.db"
+                f"or sqlite:///var/banking.db; {ENCODE}"
             ) from None
-        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        except ValueError:  # SQLAlchemy's own message quotes the "port": maybe the password
+            raise ValueError(f"bad port (expected an integer); {ENCODE}") from None
+        backend = url.get_backend_name()
+        if backend not in {"sqlite", "postgresql"}:
             raise ValueError("expected a sqlite:// or postgresql+psycopg:// URL")
+        if backend != "sqlite" and "@" in f"{url.host or ''}{url.database or ''}":
+            raise ValueError(
+                "the password holds an '@' (SQLAlchemy ends the password at the first one): "
+                "percent-encode it as %40"
+            )
         return value
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
-        if self.banktasks_env == "production" and not self.redis_url:
-            raise ValueError(
-                "REDIS_URL is required when BANKTASKS_ENV=production "
-                "(e.g. redis://:password@redis-host:6379/0)"
-            )
+        if self.banktasks_env == "production":
+            problems = production_problems(self)
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -191,6 +234,107 @@ class Settings(_LayeredSettings):
     def sqlalchemy_url(self) -> str:
         """The database URL, defaulting to the SQLite file under `var/`."""
         return self.database_url or f"sqlite:///{self.var_dir / 'banking.db'}"
+
+
+ENCODE = "percent-encode special characters of the password (@ → %40, / → %2F, space → %20)"
+
+LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost", "ip6-loopback"}
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for `localhost` and the loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def unauthenticated_network_redis(url: str | None) -> str | None:
+    """The host of a Redis URL that has no password and is not on loopback, else None."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "unix" or parts.password or is_loopback(parts.hostname):
+        return None
+    return parts.hostname or "?"
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What `BANKTASKS_ENV=production` refuses in these settings: one sentence per problem,
+    naming the variable and what to change (the opt-outs honoured)."""
+    problems = []
+    when = "when BANKTASKS_ENV=production"
+    if not settings.redis_url:
+        problems.append(f"REDIS_URL is required {when} (e.g. redis://:password@redis-host:6379/0)")
+    elif (host := unauthenticated_network_redis(settings.redis_url)) and not (
+        settings.banktasks_allow_unauthenticated_redis
+    ):
+        problems.append(
+            f"REDIS_URL has no password for {host}, which is not a loopback address: refused "
+            f"{when}; add one (redis://:password@host:6379/0, `requirepass` on the server), or "
+            "set BANKTASKS_ALLOW_UNAUTHENTICATED_REDIS=true if only trusted hosts reach it"
+        )
+    if not settings.database_url:
+        also = (
+            " (SQLite allowed: give the file's absolute path, sqlite:////srv/banktasks/banking.db)"
+            if settings.banktasks_allow_sqlite_in_production
+            else ""
+        )
+        problems.append(
+            f"DATABASE_URL is required {when} (e.g. postgresql+psycopg://user:password@db-host/"
+            f"banking){also}"
+        )
+    elif _is_sqlite(settings.database_url) and not settings.banktasks_allow_sqlite_in_production:
+        problems.append(
+            f"DATABASE_URL is SQLite, refused {when}: use PostgreSQL (postgresql+psycopg://user:"
+            "password@db-host/banking), or set BANKTASKS_ALLOW_SQLITE_IN_PRODUCTION=true for a "
+            "single-machine deployment"
+        )
+    return problems
+
+
+def production_opt_outs(settings: Settings) -> list[tuple[str, str]]:
+    """(setting, what it lets through) for each production rule an opt-out switches off
+    in these settings; empty outside production and when no opt-out is relied upon."""
+    if not settings.is_production:
+        return []
+    used = []
+    if settings.banktasks_allow_sqlite_in_production and _is_sqlite(settings.sqlalchemy_url):
+        used.append(
+            (
+                "BANKTASKS_ALLOW_SQLITE_IN_PRODUCTION",
+                "the database is SQLite: one machine, one writer at a time",
+            )
+        )
+    host = unauthenticated_network_redis(settings.redis_url)
+    if host and settings.banktasks_allow_unauthenticated_redis:
+        used.append(
+            (
+                "BANKTASKS_ALLOW_UNAUTHENTICATED_REDIS",
+                f"the broker on {host} takes no password: whoever reaches it can read and "
+                "send tasks",
+            )
+        )
+    return used
+
+
+def warn_about_opt_outs(settings: Settings) -> None:
+    """Log a WARNING for each production safeguard an opt-out setting switches off now
+    (called whenever an app is built: at every start)."""
+    log = get_logger("banktasks.settings")
+    for setting, risk in production_opt_outs(settings):
+        log.warning("production safeguard switched off", setting=setting, risk=risk)
 
 
 class PluginSettings(_LayeredSettings):
@@ -231,6 +375,10 @@ def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
     fields = getattr(model, "model_fields", {}) if model is not None else {}
     lines = []
     for err in exc.errors():
+        msg = _scrub(err["msg"].removeprefix("Value error, "), err.get("input"))
+        if not err["loc"] and not prefix:  # a core rule about several settings names them
+            lines.append(msg)
+            continue
         loc = "_".join(str(p) for p in err["loc"]) if err["loc"] else ""
         name = f"{prefix}{loc}".upper() if loc else prefix.rstrip("_").upper() or "settings"
         first = str(err["loc"][0]) if err["loc"] else ""
@@ -240,12 +388,32 @@ def _one_line(exc: ValidationError, prefix: str = "", model: Any = None) -> str:
             name = first.upper()
         elif field is not None and (alias := _env_alias(field)):
             name = alias.upper()
-        value = err.get("input")
-        secret = SECRET_KEY.search(name) is not None  # e.g. a *_PASSWORD: never echoed
-        shown = "" if isinstance(value, dict) or secret else f"={value!r}"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(URL_PASSWORD.sub(r"\1***@", f"{name}{shown}: {msg}"))  # URL passwords
+        lines.append(f"{name}{_shown(name, err.get('input'))}: {msg}")
     return "; ".join(lines)
+
+
+def _shown(name: str, value: Any) -> str:
+    """`=<value>` for an error line, or nothing: never a secret setting's value, never a
+    URL's password (whatever it holds), never a URL setting's value that is not a URL."""
+    if SECRET_KEY.search(name) or isinstance(value, dict | BaseModel):
+        return ""
+    if isinstance(value, str):
+        if "://" in value:
+            return f"={mask_url_password(value)!r}"
+        if name.endswith("URL"):  # not URL-shaped: no telling which part is a password
+            return ""
+    return f"={value!r}"
+
+
+def _scrub(msg: str, value: Any) -> str:
+    """An error message without the password of any URL in the input (a message of ours
+    never quotes one; a plugin's validator might)."""
+    values = value.values() if isinstance(value, dict) else [value]
+    for item in values:
+        if isinstance(item, str) and mask_url_password(item) != item:
+            password = item.partition("://")[2].rpartition("@")[0].partition(":")[2]
+            msg = msg.replace(password, "***") if password else msg
+    return msg
 
 
 def _env_alias(field: FieldInfo) -> str | None:

@@ -67,19 +67,23 @@ def test_bad_setting_is_one_clear_line(bt_env, monkeypatch, var, value, expected
 
 def test_production_requires_redis_url(bt_env, monkeypatch):
     monkeypatch.setenv("BANKTASKS_ENV", "production")
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret")
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret-phrase")
     with pytest.raises(ConfigError, match="REDIS_URL is required"):
         load_settings()
 
 
 def test_production_refuses_default_flower_auth(make_app, monkeypatch):
     # FLOWER_* belong to the default `flower` plugin, which checks them when the app is built
+    # (the other production rules have their tests in tests/security/test_sec_production.py;
+    # make_app creates tables, so this one keeps its SQLite file, allowed by the opt-out)
+    redis_url = "redis://:broker-password-1@redis:6379/0"
     monkeypatch.setenv("BANKTASKS_ENV", "production")
-    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("BANKTASKS_ALLOW_SQLITE_IN_PRODUCTION", "true")
+    monkeypatch.setenv("REDIS_URL", redis_url)
     with pytest.raises(ConfigError, match="FLOWER_BASIC_AUTH=admin:admin is refused"):
-        make_app(plugins=[], redis_url="redis://redis:6379/0")
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret")
-    app = make_app(plugins=[], redis_url="redis://redis:6379/0")
+        make_app(plugins=[], redis_url=redis_url)
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:long-secret-phrase")
+    app = make_app(plugins=[], redis_url=redis_url)
     assert app.runtime.settings.is_production
 
 

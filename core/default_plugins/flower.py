@@ -1,34 +1,111 @@
-"""Default plugin `flower`: Flower with authentication always on, `/metrics` included.
+"""Default plugin `flower`: Flower with authentication always on, `/metrics` included,
+on 127.0.0.1 unless asked otherwise.
 
 Flower 2 serves `/metrics` (Prometheus) and `/healthcheck` without asking for
 credentials even when basic auth is configured. This plugin puts `/metrics`
 behind the same authentication as the UI and the API, and makes
-`FLOWER_BASIC_AUTH` the credentials whether Flower is started as
-`banktasks flower` or `celery -A core flower`. `/healthcheck` stays open: it
-returns only "OK" and is what load balancers probe.
+`FLOWER_BASIC_AUTH`, `FLOWER_PORT` and `FLOWER_ADDRESS` (default 127.0.0.1: Flower's
+own default is every address) the settings whether Flower is started as
+`banktasks flower` or `celery -A core flower`; Flower's options (`--address=…`,
+`--basic-auth=…`, its `FLOWER_*` variables, `flowerconfig.py`) still override them.
+`/healthcheck` stays open: it returns only "OK" and is what load balancers probe.
+
+With `BANKTASKS_ENV=production` a weak login is refused, and so is plain HTTP on an
+address other than loopback, unless `FLOWER_BEHIND_TLS_PROXY=true` says a TLS proxy
+is in front (then every start logs a warning).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import click
 from pydantic import Field, field_validator
 
-from core import ConfigError, PluginSettings, hookimpl
+from core import ConfigError, PluginSettings, get_logger, hookimpl
+from core.settings import is_loopback
+
+MIN_PASSWORD = 12
+COMMON_PASSWORDS = frozenset(
+    {
+        "password1234",
+        "password12345",
+        "password123456",
+        "passwordpassword",
+        "password1234!",
+        "passw0rd1234",
+        "p@ssw0rd1234",
+        "p@ssword1234",
+        "mypassword123",
+        "secretpassword",
+        "supersecretpassword",
+        "secret123456",
+        "123456789012",
+        "1234567890123",
+        "12345678901234",
+        "123456789abc",
+        "12345678abcd",
+        "111111111111",
+        "qwertyuiop123",
+        "qwertyuiopasdf",
+        "qwerty123456",
+        "1q2w3e4r5t6y",
+        "1qaz2wsx3edc",
+        "qazwsxedcrfv",
+        "zaq12wsxcde3",
+        "abcdefghijkl",
+        "abcdefghijklmnop",
+        "abc123abc123",
+        "abcd1234abcd",
+        "administrator",
+        "administrator1",
+        "admin1234567",
+        "adminadminadmin",
+        "adminpassword",
+        "changemechangeme",
+        "changeme1234",
+        "changeme12345",
+        "letmeinletmein",
+        "iloveyou1234",
+        "welcome12345",
+        "welcome123456",
+        "trustno1trustno1",
+        "correcthorsebatterystaple",
+        "flowerpassword",
+        "flowerflower",
+        "celeryflower",
+        "banktasks123",
+        "banktasks1234",
+        "monitoring123",
+    }
+)
+"""Passwords of 12 characters or more that lists of leaked passwords rank high."""
 
 _patched = False
+_current: tuple[FlowerSettings, bool] | None = None
+log = get_logger("banktasks.flower")
 
 
 class FlowerSettings(PluginSettings):
-    """`FLOWER_PORT` and `FLOWER_BASIC_AUTH` (the seed's names)."""
+    """`FLOWER_PORT`, `FLOWER_ADDRESS`, `FLOWER_BASIC_AUTH` (the seed's names), and
+    `FLOWER_BEHIND_TLS_PROXY`."""
 
-    port: int = Field(5555, ge=1, le=65535, description="Port Flower listens on (127.0.0.1)")
+    port: int = Field(5555, ge=1, le=65535, description="Port Flower listens on")
+    address: str = Field(
+        "127.0.0.1",
+        description="Address Flower listens on (`--address=` overrides it); in production "
+        "anything but loopback needs --certfile/--keyfile or FLOWER_BEHIND_TLS_PROXY=true",
+    )
     basic_auth: str = Field(
         "admin:admin",
-        description="user:password pairs (comma separated); admin:admin is refused in production",
+        description="user:password pairs (comma separated); in production each password needs "
+        "12 characters or more, not the user name, not a common password",
+    )
+    behind_tls_proxy: bool = Field(
+        False,
+        description="A TLS proxy in front of Flower is its only way in: production accepts "
+        "plain HTTP on a non-loopback FLOWER_ADDRESS (every start logs a warning)",
     )
 
     @field_validator("basic_auth")
@@ -41,10 +118,90 @@ class FlowerSettings(PluginSettings):
         return value
 
 
-def secure_flower(basic_auth: str) -> None:
-    """Require authentication on Flower's `/metrics`; default FLOWER_BASIC_AUTH from settings."""
-    global _patched
-    os.environ.setdefault("FLOWER_BASIC_AUTH", basic_auth)
+def weak_login(pairs: list[str], where: str = "FLOWER_BASIC_AUTH") -> str | None:
+    """Why production refuses these `user:password` pairs, in one line; None if it does not.
+    The line never shows a password (nor a user name: it may be a misplaced password)."""
+    for index, pair in enumerate(pairs, 1):
+        user, _, password = pair.partition(":")
+        reason = None
+        if len(password) < MIN_PASSWORD:
+            reason = f"is shorter than {MIN_PASSWORD} characters"
+        elif password.lower() == user.lower():
+            reason = "is the same as the user name"
+        elif password.lower() in COMMON_PASSWORDS or len(set(password)) < 5:
+            reason = "is a common password"
+        if reason:
+            which = f" (pair {index} of {len(pairs)})" if len(pairs) > 1 else ""
+            return (
+                f"{where}{which}: the password {reason}, refused when BANKTASKS_ENV=production; "
+                f"use at least {MIN_PASSWORD} random characters (e.g. `openssl rand -base64 18`)"
+            )
+    return None
+
+
+def plain_http_problem(address: str, settings: FlowerSettings) -> str | None:
+    """Why production refuses to serve plain HTTP on `address`; None when it may."""
+    if is_loopback(address) or settings.behind_tls_proxy:
+        return None
+    return (
+        f"Flower would serve plain HTTP on {address or 'every address'} (--address / "
+        "FLOWER_ADDRESS), refused when BANKTASKS_ENV=production: give --certfile and --keyfile "
+        "(HTTPS), listen on 127.0.0.1, or set FLOWER_BEHIND_TLS_PROXY=true if a TLS proxy in "
+        "front is its only way in"
+    )
+
+
+def _refuse(problem: str) -> None:
+    print(f"banktasks: configuration error: {problem}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def check_flower_start(options: Any, flower_settings: dict[str, Any]) -> None:
+    """Run by Flower once its options are read (environment, config file, command line) and
+    before it listens: in production, refuse a weak login or plain HTTP on a network address,
+    and warn when FLOWER_BEHIND_TLS_PROXY lets plain HTTP through."""
+    if _current is None:
+        return
+    ours, production = _current
+    if not production:
+        return
+    if not options.auth:  # not OAuth: basic auth is the only lock
+        problem = (
+            weak_login(list(options.basic_auth), "FLOWER_BASIC_AUTH / --basic-auth")
+            if options.basic_auth
+            else "Flower without --basic-auth (FLOWER_BASIC_AUTH) is refused when "
+            "BANKTASKS_ENV=production; set a strong user:password"
+        )
+        if problem:
+            _refuse(problem)
+    if options.unix_socket or "ssl_options" in flower_settings or is_loopback(options.address):
+        return
+    problem = plain_http_problem(options.address, ours)
+    if problem:
+        _refuse(problem)
+    log.warning(
+        "Flower serves plain HTTP on a network address: a TLS proxy in front must be its "
+        "only way in",
+        address=options.address or "*",
+        setting="FLOWER_BEHIND_TLS_PROXY",
+    )
+
+
+def secure_flower(settings: FlowerSettings, production: bool = False) -> None:
+    """Make our settings Flower's defaults (its own options still override them), require
+    authentication on `/metrics`, and check the options before Flower listens.
+
+    Nothing goes into the environment or onto a command line (where `ps` would show the
+    password): Flower's option values are set in this process.
+    """
+    global _patched, _current
+    _current = (settings, production)
+    from flower import command
+    from tornado.options import options
+
+    options.address = settings.address
+    options.port = settings.port
+    options.basic_auth = settings.basic_auth.split(",")
     if _patched:
         return
     import tornado.web
@@ -57,26 +214,38 @@ def secure_flower(basic_auth: str) -> None:
         await original(self)
 
     monitor.Metrics.get = get  # type: ignore[method-assign]
+
+    extract_settings = command.extract_settings
+
+    def extract_then_check() -> None:
+        extract_settings()
+        check_flower_start(command.options, command.settings)
+
+    command.extract_settings = extract_then_check
     _patched = True
 
 
 @hookimpl
 def register_settings() -> tuple[str, type[FlowerSettings]]:
-    """`FLOWER_PORT`, `FLOWER_BASIC_AUTH`."""
+    """`FLOWER_PORT`, `FLOWER_ADDRESS`, `FLOWER_BASIC_AUTH`, `FLOWER_BEHIND_TLS_PROXY`."""
     return "flower", FlowerSettings
 
 
 @hookimpl
 def configure_app(app: Any, settings: Any) -> None:
-    """Refuse admin:admin in production; secure `celery -A core flower` like ours."""
+    """Refuse weak Flower logins in production; secure `celery -A core flower` like ours."""
     ours: FlowerSettings = app.runtime.settings_for("flower")
-    if settings.is_production and "admin:admin" in ours.basic_auth.split(","):
-        raise ConfigError(
-            "FLOWER_BASIC_AUTH=admin:admin is refused when BANKTASKS_ENV=production; "
-            "set a strong user:password"
-        )
+    if settings.is_production:
+        if "admin:admin" in ours.basic_auth.split(","):
+            raise ConfigError(
+                "FLOWER_BASIC_AUTH=admin:admin is refused when BANKTASKS_ENV=production; "
+                f"set a strong user:password (at least {MIN_PASSWORD} random characters)"
+            )
+        problem = weak_login(ours.basic_auth.split(","))
+        if problem:
+            raise ConfigError(problem)
     if "flower" in sys.argv[1:]:
-        secure_flower(ours.basic_auth)
+        secure_flower(ours, settings.is_production)
 
 
 @click.command(
@@ -84,20 +253,17 @@ def configure_app(app: Any, settings: Any) -> None:
 )
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def flower_command(celery_args: tuple[str, ...]) -> None:
-    """Run Flower with basic auth (FLOWER_PORT, FLOWER_BASIC_AUTH), /metrics included.
+    """Run Flower with basic auth (FLOWER_BASIC_AUTH) on FLOWER_ADDRESS:FLOWER_PORT
+    (127.0.0.1:5555), /metrics included.
 
     HTTPS: pass Flower's own options, `banktasks flower --certfile=cert.pem --keyfile=key.pem`.
     """
     from core.celery import default_app
     from core.cli import run_celery
 
-    ours: FlowerSettings = default_app().runtime.settings_for("flower")
-    secure_flower(ours.basic_auth)
-    run_celery(
-        "flower",
-        celery_args,
-        [f"--port={ours.port}", f"--basic-auth={ours.basic_auth}", "--address=127.0.0.1"],
-    )
+    app = default_app()
+    secure_flower(app.runtime.settings_for("flower"), app.runtime.settings.is_production)
+    run_celery("flower", celery_args, [])
 
 
 @hookimpl
