@@ -9,8 +9,10 @@ and small, fast indexes.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -102,6 +104,64 @@ def dialect_insert(dialect: str) -> Any:
     return sqlite.insert
 
 
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path | str) -> Path:
+    """Make folder `path` and any missing parent owner-only (0700), whatever the umask.
+
+    Folders that already exist are left as they are (see `make_private`).
+    """
+    folder = Path(path)
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for item in reversed(missing):
+        try:
+            os.mkdir(item, 0o700)
+        except FileExistsError:  # another process made it first
+            continue
+        os.chmod(item, 0o700)  # mkdir's mode went through the umask
+    return Path(path)
+
+
+def make_private(path: Path | str) -> bool:
+    """Take the group and other bits off an existing file or folder this user owns
+    (0644 → 0600, 0755 → 0700); True if it changed. Symbolic links and paths owned by
+    another user are left alone."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or not mode & 0o077:
+        return False
+    os.chmod(path, mode & 0o700)
+    return True
+
+
+def private_sqlite_file(path: Path | str) -> None:
+    """Prepare a SQLite database file before SQLite opens it: its missing folders 0700, the
+    file itself created 0600 (SQLite gives its -wal, -shm and -journal files the database
+    file's mode), and an existing file or side file from an older version made 0600."""
+    database = Path(path)
+    private_dir(database.parent)
+    with suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for item in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_SIDE_FILES)):
+        make_private(item)
+
+
+def _sqlite_file(database: str | None) -> str | None:
+    """The file of a SQLite URL's database, or None (in memory, or a `file:` URI)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -112,11 +172,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; its folder is made."""
+    """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; its file and
+    the folders made for it are owner-only (`private_sqlite_file`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if database := _sqlite_file(parsed.database):
+            private_sqlite_file(database)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -1,4 +1,9 @@
-"""Writing files safely: atomically (temp file + rename), owner-only, safe names."""
+"""Writing files safely: atomically (temp file + rename), owner-only, safe names.
+
+Owner-only whatever the process umask: files are created 0600 and folders (with any
+missing parent) 0700. `private_dir` and `make_private` (defined in `core.db`, which
+needs them for the SQLite file) are the same tools for code that writes by itself.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,18 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from core.db import make_private, private_dir
+
+__all__ = [
+    "SAFE_NAME",
+    "WrittenFile",
+    "atomic_writer",
+    "make_private",
+    "private_dir",
+    "safe_filename",
+    "write_bytes_atomic",
+]
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
@@ -54,11 +71,11 @@ def atomic_writer(directory: Path | str, name: str, mode: int = 0o600) -> Iterat
     """Write `directory/name` atomically: a temp file in the same folder, renamed on success.
 
     If the block raises, the temp file is removed and no file is left behind.
-    The final file is created with `mode` (owner-only by default). After the
-    block, the writer's `result` attribute holds a WrittenFile.
+    The final file is created with `mode` (owner-only by default). A folder made for
+    it (and any missing parent) is 0700, whatever the umask. After the block, the
+    writer's `result` attribute holds a WrittenFile.
     """
-    folder = Path(directory)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a folder we make is private too
+    folder = private_dir(directory)
     final = folder / safe_filename(name)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:

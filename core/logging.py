@@ -20,7 +20,9 @@ SECRET_KEY = re.compile(
     r"pass(word|wd)?|secret|token|authori[sz]ation|api[_-]?key|credential|cookie|auth",
     re.IGNORECASE,
 )
-EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
+EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b"
+)
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]{8,30}\b")
 LONG_DIGITS = re.compile(r"(?<![\w-])(?<!\d\.)\d{8,19}(?![\w-]|\.\d)")  # "acct 4012345678." too
 SAFE_KEYS = {"task_id", "timestamp", "level", "logger", "event_id", "retries", "plugin"}

@@ -2,10 +2,16 @@
 
 Used when `REDIS_URL` is unset in development (hook `register_broker`); adds
 `banktasks broker start|stop|status`. State lives under
-`<var>/valkey/`: a generated password (mode 0600), the chosen port, the pid file,
+`<var>/valkey/`: a generated password, the chosen port, the pid file, the log,
 the AOF data. A file lock makes every process of the project on the machine
 (worker, beat, flower, callers of `.delay()`) share one server: the first one
 starts it, the others find it running.
+
+All of it is owner-only: the var dir and `valkey/` are 0700, the files in them
+0600 (the server runs with umask 077, so the AOF, any RDB and the log it writes
+are too). What an older version left readable is tightened whenever a process
+looks the server up; a server an older version started keeps its umask for
+files it creates later, until it is restarted (`banktasks broker stop`).
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ import click
 import redis
 
 from core import BanktasksError, Settings, hookimpl
+from core.files import make_private, private_dir
 
 HOST = "127.0.0.1"
+SERVER_UMASK = 0o077
+"""The embedded server's umask: what it writes (AOF, RDB, log, pid) is owner-only."""
 
 
 class BrokerError(BanktasksError):
@@ -55,16 +64,28 @@ class EmbeddedValkey:
     """One Valkey server per var directory, bound to 127.0.0.1 with a password."""
 
     def __init__(self, var_dir: Path | str) -> None:
-        self.dir = Path(var_dir).resolve() / "valkey"
+        self.var_dir = Path(var_dir).resolve()
+        self.dir = self.var_dir / "valkey"
 
     @property
     def pidfile(self) -> Path:
         return self.dir / "valkey.pid"
 
+    def _make_private(self) -> None:
+        """The var dir and the server's folder 0700, everything in it 0600 (made or left
+        loose by an older version); created owner-only if missing."""
+        private_dir(self.dir)
+        make_private(self.var_dir)
+        make_private(self.dir)
+        for root, dirs, files in os.walk(self.dir):
+            for name in dirs + files:
+                make_private(os.path.join(root, name))
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
+        self._make_private()
+        fd = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -140,6 +161,7 @@ class EmbeddedValkey:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 timeout=timeout,
+                umask=SERVER_UMASK,  # the daemon keeps it: its files are created 0600
             )
         except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as exc:
             raise BrokerError(f"could not start the embedded Valkey server: {exc}") from exc

@@ -88,7 +88,7 @@ def run_demo(transactions: int, users: int, timeout: float) -> int:
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(BANKTASKS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
     log_path = var_dir / "demo-worker.log"
-    with log_path.open("ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         worker = subprocess.Popen(
             [
                 sys.executable,

@@ -11,12 +11,29 @@ from sqlalchemy import select
 from core import current
 from core.logging import redact_text
 from plugins.notifications.models import OutboxEntry, OutboxStatus
+from plugins.notifications.outbox import split_key
 
-COLUMNS = ("id", "key", "kind", "user_id", "to", "status", "attempts", "created_at", "error")
+COLUMNS = (
+    "id",
+    "source",
+    "key",
+    "kind",
+    "user_id",
+    "to",
+    "status",
+    "attempts",
+    "created_at",
+    "error",
+)
 
 
 def outbox_rows(status: str | None, limit: int) -> list[dict[str, Any]]:
-    """The newest outbox entries as JSON-safe dicts, recipients masked."""
+    """The newest outbox entries as JSON-safe dicts, recipients masked.
+
+    `source` says whose key it is (`caller`: an `idempotency_key` a caller gave, `event`:
+    a hook's e-mail, `task`/`args`: derived, `legacy`: a row from before the key
+    namespaces) and `key` is the key within it; `stored_key` is the row's own column.
+    """
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
     if status:
         query = query.where(OutboxEntry.status == status)
@@ -25,7 +42,8 @@ def outbox_rows(status: str | None, limit: int) -> list[dict[str, Any]]:
     return [
         {
             "id": e.id,
-            "key": e.idempotency_key,
+            **dict(zip(("source", "key"), split_key(e.idempotency_key), strict=True)),
+            "stored_key": e.idempotency_key,
             "kind": e.kind,
             "user_id": e.user_id,
             "to": redact_text(e.recipient) if e.recipient else None,

@@ -1,9 +1,11 @@
 """Implementations of hooks owned by other plugins: reports, fraud and export.
 
-Each one only queues a task with `.delay()`, so the e-mail is retried on its own,
-apart from the task that called the hook. They use only the attributes of the
-object the hook passes (documented by the owner's hookspec) and never import the
-owner: when reports, fraud or export is disabled they are simply never called.
+Each one reserves its event's outbox row and queues a task with `.delay()`
+(`events.queue_event_email`), so the e-mail is retried on its own, apart from the
+task that called the hook, and no caller's key can stand in for it. They use only
+the attributes of the object the hook passes (documented by the owner's hookspec)
+and never import the owner: when reports, fraud or export is disabled they are
+simply never called.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from core import get_logger, hookimpl
 from core.logging import redact_value
-from plugins.notifications.tasks import send_admin_email, send_email_notification
+from plugins.notifications.events import queue_event_email
 
 log = get_logger(__name__)
 
@@ -24,7 +26,7 @@ def on_report_generated(report: Any) -> dict[str, str]:
     """Reports' hook: queue an admin e-mail with the daily report summary (text and HTML).
 
     Uses `report.report_date`, `report.summary_text()` (else `report.sections`) and
-    `report.files` (file names only, never the server path). Key `daily-report:<date>`.
+    `report.files` (file names only, never the server path). Key `event:daily-report:<date>`.
     """
     day = report.report_date
     summary = _report_summary(report)
@@ -39,11 +41,8 @@ def on_report_generated(report: Any) -> dict[str, str]:
         + (f"<p>Files:</p><ul>{file_items}</ul>" if file_items else "")
         + "</body></html>"
     )
-    result = send_admin_email.delay(
-        subject=f"Daily report {day}",
-        message=summary,
-        html_message=html_body,
-        idempotency_key=f"daily-report:{day}",
+    result = queue_event_email(
+        f"daily-report:{day}", subject=f"Daily report {day}", text=summary, html=html_body
     )
     log.info("report_email_queued", report_date=str(day), task_id=result.id)
     return {"queued": result.id}
@@ -54,7 +53,7 @@ def on_fraud_alert(alert: Any) -> dict[str, str]:
     """Fraud's hook: queue an admin e-mail about a new alert (ids only, never an account number).
 
     Uses `alert.id`, `rule`, `severity`, `score`, `account_id`, `transaction_id`,
-    `created_at` and `evidence` (account numbers masked). Key `fraud-alert:<id>`.
+    `created_at` and `evidence` (account numbers masked). Key `event:fraud-alert:<id>`.
     """
     evidence = redact_value("evidence", getattr(alert, "evidence", None) or {})
     lines = [
@@ -78,11 +77,11 @@ def on_fraud_alert(alert: Any) -> dict[str, str]:
         f"<!doctype html><html><body><h1>Fraud alert #{alert.id}</h1>"
         f"<table>{rows}</table></body></html>"
     )
-    result = send_admin_email.delay(
+    result = queue_event_email(
+        f"fraud-alert:{alert.id}",
         subject=f"[fraud] {alert.severity} {alert.rule} alert #{alert.id}",
-        message=text,
-        html_message=html_body,
-        idempotency_key=f"fraud-alert:{alert.id}",
+        text=text,
+        html=html_body,
     )
     log.info("fraud_alert_email_queued", alert_id=alert.id, task_id=result.id)
     return {"queued": result.id}
@@ -93,7 +92,7 @@ def on_export_ready(export: Any) -> dict[str, str]:
     """Export's hook: tell the user their export is ready (the file name only, never the data).
 
     Uses `export.id`, `user_id`, `file_name` (else the last part of `path`),
-    `start_date` and `end_date`. Key `export-ready:<id>`.
+    `start_date` and `end_date`. Key `event:export-ready:<id>`.
     """
     name = getattr(export, "file_name", None) or _basename(str(export.path))
     period = ""
@@ -111,12 +110,12 @@ def on_export_ready(export: Any) -> dict[str, str]:
         f"<p>File: <strong>{html.escape(name)}</strong></p>"
         "<p>If you did not ask for this export, please contact us.</p></body></html>"
     )
-    result = send_email_notification.delay(
+    result = queue_event_email(
+        f"export-ready:{export.id}",
         user_id=export.user_id,
         subject="Your transaction export is ready",
-        message=text,
-        html_message=html_body,
-        idempotency_key=f"export-ready:{export.id}",
+        text=text,
+        html=html_body,
     )
     log.info("export_email_queued", export_id=export.id, task_id=result.id)
     return {"queued": result.id}

@@ -22,6 +22,10 @@ class OutboxStatus(enum.StrEnum):
 class OutboxEntry(Base):
     """One e-mail the plugin was asked to send, keyed by its idempotency key.
 
+    `idempotency_key` is stored in its namespace (`caller:<key>`, `event:<name>:<id>`,
+    `task:<id>`, `args:<sha256>`; see `plugins.notifications.outbox`). For an `event:`
+    row `message_id` is derived from the key and the content its hook reserved.
+
     `recipient` holds the full address (needed to send; never logged). `error`
     says why the last attempt failed (addresses in it are masked). `locked_until`
     is the lease of the worker that is sending right now, so that two deliveries

@@ -54,6 +54,35 @@ def running_task(task_name: str | None) -> Any:
     return task
 
 
+def check_one_key(idempotency_key: str | None = None, event: str | None = None) -> None:
+    """`idempotency_key` (a caller's) and `event` (a hook's) exclude each other."""
+    if idempotency_key is not None and event is not None:
+        raise TaskArgumentError(
+            "give idempotency_key or event, not both (event is for this plugin's hooks)"
+        )
+
+
+def stored_key(
+    task_name: str | None,
+    task: Any,
+    content: dict[str, Any],
+    idempotency_key: str | None,
+    event: str | None,
+) -> tuple[str, str | None]:
+    """(the outbox key, the Message-ID an event's row must carry, else None).
+
+    `event:<event>` with the Message-ID of exactly this content; `caller:<key>` for a
+    caller's key; else derived from the task id (or the arguments outside a worker).
+    """
+    if event is not None:
+        key = outbox.event_key(event)
+        return key, outbox.event_message_id(key, outbox.content_digest(**content))
+    if idempotency_key is not None:
+        return outbox.caller_key(idempotency_key), None
+    task_id = task.request.id if task is not None else None
+    return outbox.derive_key(task_name or content["kind"], task_id, content), None
+
+
 def refuse_unknown_user(user_id: int) -> None:
     """An id that names no user is a bad argument: TaskArgumentError (never retried), and
     the outbox is not touched."""
@@ -91,28 +120,50 @@ def deliver(
     text: str,
     html: str | None,
     idempotency_key: str | None,
+    event: str | None = None,
 ) -> dict[str, Any]:
-    """Send one message at most once per idempotency key; return status and message_id."""
+    """Send one message at most once per idempotency key; return status and message_id.
+
+    The key is stored in its namespace (see `outbox`): `caller:<idempotency_key>`,
+    `event:<event>` (only if a hook reserved exactly this content), else derived from
+    the task id. The result's `idempotency_key` is the caller's key as given, or the
+    stored key when the caller gave none.
+    """
     runtime = current()
     settings: NotificationsSettings = runtime.settings_for(PLUGIN)
     db = runtime.db
     task = running_task(task_name)
+    check_one_key(idempotency_key, event)
     if user_id is not None:
         refuse_unknown_user(user_id)
-    key = idempotency_key or outbox.derive_key(
-        task_name or kind,
-        task.request.id if task is not None else None,
-        {"kind": kind, "user_id": user_id, "subject": subject, "text": text, "html": html},
-    )
+    content = {"kind": kind, "user_id": user_id, "subject": subject, "text": text, "html": html}
+    key, expect = stored_key(task_name, task, content, idempotency_key, event)
+    shown = idempotency_key if idempotency_key is not None else key
     claim = outbox.claim(
-        db, key, kind=kind, user_id=user_id, subject=subject, lease=lease_for(settings)
+        db,
+        key,
+        kind=kind,
+        user_id=user_id,
+        subject=subject,
+        lease=lease_for(settings),
+        expect=expect,
     )
+    if claim.outcome == "unreserved":
+        raise TaskArgumentError(
+            f"event={event!r}: no banktasks hook announced this e-mail (an event e-mail is "
+            "only sent after its hook reserved it); nothing was sent"
+        )
+    if claim.outcome == "superseded":
+        # Not the content the hook reserved: a newer announcement of the same event (or a
+        # forged message). The reserved content is sent by its own task.
+        log.warning("notification_superseded", key=key, message_id=expect)
+        return {"status": "superseded", "message_id": expect, "idempotency_key": shown}
     if claim.outcome == "sent":
         log.info("notification_duplicate", key=key, message_id=claim.message_id)
         return {
             "status": "duplicate",
             "message_id": claim.message_id,
-            "idempotency_key": key,
+            "idempotency_key": shown,
             "sent_at": claim.sent_at.isoformat() if claim.sent_at else None,
         }
     if claim.outcome == "busy":
@@ -158,7 +209,9 @@ def deliver(
         log.error("notification_failed", key=key, attempt=claim.attempts, error=reason)
         raise
     assert recipient is not None  # set before the message was built
-    outbox.mark_sent(db, key, recipient=recipient, channel=channel.name)
+    outbox.mark_sent(
+        db, key, recipient=recipient, channel=channel.name, message_id=claim.message_id
+    )
     log.info(
         "notification_sent",
         key=key,
@@ -170,7 +223,7 @@ def deliver(
     return {
         "status": "sent",
         "message_id": claim.message_id,
-        "idempotency_key": key,
+        "idempotency_key": shown,
         "channel": channel.name,
         "attempts": claim.attempts,
     }

@@ -20,6 +20,7 @@ MAX_SUBJECT = 998  # RFC 5322 line length limit, without CRLF
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB of UTF-8 per body part
 MAX_KEY = 200
 MAX_ADDRESS = 254
+EVENT = re.compile(r"^[a-z][a-z0-9-]{0,39}:[A-Za-z0-9._:-]{1,120}$")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # C0 but TAB, DEL, breaks
 LINE_BREAKS = "\r\n\x85\u2028\u2029"  # what str.splitlines() (and so `email`) breaks on
@@ -81,6 +82,16 @@ def check_key(value: str) -> str:
     return value
 
 
+def check_event(value: str) -> str:
+    """An event name `<kind>:<id>` as this plugin's hooks use it (`fraud-alert:7`)."""
+    if not EVENT.fullmatch(value):
+        raise ValueError(
+            "the event must look like `fraud-alert:7`: a lower-case name, ':' and an id of "
+            "letters, digits, '.', '_', ':' or '-' (set by this plugin's hooks, not by callers)"
+        )
+    return value
+
+
 def check_address(value: str) -> str:
     """An e-mail address `local@domain`, or `Display Name <local@domain>`; returned as given."""
     if _CONTROL.search(value):
@@ -124,6 +135,12 @@ class IdempotencyKey(_CheckedStr):
     """A caller-chosen idempotency key (see `check_key`)."""
 
     _check = staticmethod(check_key)
+
+
+class EventName(_CheckedStr):
+    """The event a hook's e-mail is about (see `check_event`)."""
+
+    _check = staticmethod(check_event)
 
 
 class UserId(int):

@@ -193,16 +193,21 @@ def test_ten_thousand_tasks_with_a_worker_killed_midway(e2e, figures):
 
     # No effect twice.
     entries = outbox(app)
-    load_keys = [e.idempotency_key for e in entries if e.idempotency_key.startswith("load-")]
+    load_keys = [e.idempotency_key for e in entries if e.idempotency_key.startswith("caller:load-")]
     notification_states = Counter(
         metas[i]["status"] for i in ids if sent[i] == "notifications" and i in metas
     )
     assert len(load_keys) == len(set(load_keys)) == notification_states.total()
-    by_status = Counter(e.status for e in entries if e.idempotency_key.startswith("load-"))
+    by_status = Counter(e.status for e in entries if e.idempotency_key.startswith("caller:load-"))
     assert by_status == Counter(
         sent=notification_states["SUCCESS"], failed=notification_states["FAILURE"]
     )
-    assert all(e.status in {"sent", "failed"} for e in entries)
+    assert all(
+        e.status in {"sent", "failed"}
+        # a hook's e-mail reserves its row before it is queued: a lost one stays pending
+        or (e.status == "pending" and e.attempts == 0 and e.idempotency_key.startswith("event:"))
+        for e in entries
+    )
     assert all(e.error for e in entries if e.status == "failed")  # says why
     eml = list((var / "outbox").glob("*.eml"))
     assert len(eml) == sum(e.status == "sent" for e in entries)  # one file per key sent
@@ -211,12 +216,12 @@ def test_ten_thousand_tasks_with_a_worker_killed_midway(e2e, figures):
         1 for i in ids if sent[i] == "export" and metas.get(i, {}).get("status") == "SUCCESS"
     )
     assert len(records) == ok_exports and duplicates([r.idempotency_key for r in records]) == 0
-    keys = {e.idempotency_key for e in entries}
+    keys = {e.idempotency_key for e in entries if e.status == "sent"}
     # One "your export is ready" e-mail per export, one admin e-mail per high alert: those
     # are messages too (queued by the tasks), so one of them can be the message lost with
     # the killed process instead.
-    missing_emails = [f"export-ready:{r.id}" for r in records] + [
-        f"fraud-alert:{a.id}" for a in alerts(app) if a.severity in {"high", "critical"}
+    missing_emails = [f"event:export-ready:{r.id}" for r in records] + [
+        f"event:fraud-alert:{a.id}" for a in alerts(app) if a.severity in {"high", "critical"}
     ]
     missing_emails = [k for k in missing_emails if k not in keys]
     assert len(lost) + len(missing_emails) <= 1, (lost, missing_emails)

@@ -1,4 +1,4 @@
-"""Hooks owned by reports, fraud and export: each queues the right task with the right key.
+"""Hooks owned by reports, fraud and export: each reserves its event and queues the right task.
 
 The owners are stood in for by a tiny plugin that declares the same hookspecs,
 and the hook arguments are plain objects with the attributes the owners' hookspecs
@@ -113,12 +113,16 @@ def test_report_generated_queues_admin_email_with_the_summary(app: Any) -> None:
     assert answer == {"queued": job["id"]}
     assert job["task"] == "notifications.send_admin_email"
     kwargs = job["kwargs"]
-    assert kwargs["idempotency_key"] == "daily-report:2024-01-31"
+    assert kwargs["event"] == "daily-report:2024-01-31" and "idempotency_key" not in kwargs
     assert kwargs["subject"] == "Daily report 2024-01-31"
     assert kwargs["message"] == report.summary_text()
     assert "fraud alerts: 3 &lt;&amp;&gt;" in kwargs["html_message"]
     assert "r-2024-01-31.csv" in kwargs["html_message"] and "/x/" not in kwargs["html_message"]
-    assert outbox_rows(app) == [], "the hook only queues; the worker sends"
+    # The hook only reserves the event's row and queues; the worker sends.
+    assert [(r.idempotency_key, r.status, r.attempts) for r in outbox_rows(app)] == [
+        ("event:daily-report:2024-01-31", "pending", 0)
+    ]
+    assert eml(app) == []
 
     # What the worker will do with it: one e-mail to ADMIN_EMAIL, re-runs are duplicates.
     assert send_admin_email(**kwargs)["status"] == "sent"
@@ -135,7 +139,7 @@ def test_fraud_alert_queues_admin_email_without_account_numbers(app: Any) -> Non
     assert answer == {"queued": job["id"]}
     assert job["task"] == "notifications.send_admin_email"
     kwargs = job["kwargs"]
-    assert kwargs["idempotency_key"] == "fraud-alert:7"
+    assert kwargs["event"] == "fraud-alert:7"
     assert kwargs["subject"] == "[fraud] high large_transaction alert #7"
     text = kwargs["message"]
     for expected in ("rule: large_transaction", "severity: high", "account id: 42", "#7"):
@@ -153,7 +157,7 @@ def test_export_ready_tells_the_user_the_file_name_only(app: Any) -> None:
     assert answer == {"queued": job["id"]}
     assert job["task"] == "notifications.send_email_notification"
     kwargs = job["kwargs"]
-    assert (kwargs["user_id"], kwargs["idempotency_key"]) == (1, "export-ready:5")
+    assert (kwargs["user_id"], kwargs["event"]) == (1, "export-ready:5")
     body = kwargs["message"] + kwargs["html_message"]
     assert export.file_name in body
     assert "/srv/" not in body and export.sha256 not in body
@@ -165,7 +169,7 @@ def test_export_ready_tells_the_user_the_file_name_only(app: Any) -> None:
 def test_hooks_queue_on_the_notifications_queue_only(app: Any) -> None:
     app.runtime.hook.on_fraud_alert(alert=Alert(id=1))
     app.runtime.hook.on_fraud_alert(alert=Alert(id=2))
-    assert [j["kwargs"]["idempotency_key"] for j in queued(app)] == [
+    assert [j["kwargs"]["event"] for j in queued(app)] == [
         "fraud-alert:1",
         "fraud-alert:2",
     ]
@@ -187,7 +191,7 @@ def test_the_real_owners_hookspecs_accept_these_implementations(notif_app: Any) 
     answers = app.runtime.hook.on_fraud_alert(alert=Alert(id=9))
     (job,) = queued(app)
     assert {"queued": job["id"]} in answers
-    assert (job["task"], job["kwargs"]["idempotency_key"]) == (
+    assert (job["task"], job["kwargs"]["event"]) == (
         "notifications.send_admin_email",
         "fraud-alert:9",
     )

@@ -38,7 +38,7 @@ def test_same_key_twice_sends_once_and_second_is_duplicate(notif_app: Any) -> No
     assert second["message_id"] == first["message_id"] == message_id_for("welcome:1")
     assert eml_count(app) == 1
     (row,) = outbox_rows(app)
-    assert (row.idempotency_key, row.status, row.attempts) == ("welcome:1", "sent", 1)
+    assert (row.idempotency_key, row.status, row.attempts) == ("caller:welcome:1", "sent", 1)
     assert row.recipient == "user1@example.com"
     assert row.sent_at is not None and row.error is None
 
@@ -101,7 +101,12 @@ def test_a_key_leased_by_another_worker_is_not_sent_twice(notif_app: Any) -> Non
     app = notif_app()
     db = app.runtime.db
     held = outbox_mod.claim(
-        db, "busy-key", kind="user", user_id=1, subject="Hi", lease=timedelta(seconds=120)
+        db,
+        outbox_mod.caller_key("busy-key"),
+        kind="user",
+        user_id=1,
+        subject="Hi",
+        lease=timedelta(seconds=120),
     )
     assert held.outcome == "claimed"
     with pytest.raises(TemporaryFailure, match="another worker is sending") as info:
@@ -116,9 +121,9 @@ def test_an_expired_lease_is_taken_over_and_the_same_message_id_is_used(notif_ap
     app = notif_app()
     db = app.runtime.db
     past = utcnow() - timedelta(hours=1)
-    crashed = outbox_mod.claim(
-        db, "crash-key", kind="user", user_id=1, subject="Hi", lease=timedelta(seconds=60), now=past
-    )
+    key = outbox_mod.caller_key("crash-key")
+    lease = timedelta(seconds=60)
+    crashed = outbox_mod.claim(db, key, kind="user", user_id=1, subject="Hi", lease=lease, now=past)
     result = send_email_notification(
         user_id=1, subject="Hi", message="Body", idempotency_key="crash-key"
     )
@@ -145,8 +150,9 @@ def test_claim_boundaries_lease_ends_exactly_now(notif_app: Any) -> None:
 def test_a_failed_key_can_be_sent_again_later(notif_app: Any) -> None:
     app = notif_app()
     db = app.runtime.db
-    outbox_mod.claim(db, "again", kind="user", user_id=1, subject="Hi", lease=timedelta(seconds=60))
-    outbox_mod.mark_failed(db, "again", "TemporaryFailure: gave up", final=True)
+    key = outbox_mod.caller_key("again")
+    outbox_mod.claim(db, key, kind="user", user_id=1, subject="Hi", lease=timedelta(seconds=60))
+    outbox_mod.mark_failed(db, key, "TemporaryFailure: gave up", final=True)
     result = send_email_notification(
         user_id=1, subject="Hi", message="Body", idempotency_key="again"
     )
@@ -158,7 +164,7 @@ def test_a_failed_key_can_be_sent_again_later(notif_app: Any) -> None:
 def test_mark_failed_never_downgrades_a_sent_row(notif_app: Any) -> None:
     app = notif_app()
     send_email_notification(user_id=1, subject="Hi", message="Body", idempotency_key="done")
-    outbox_mod.mark_failed(app.runtime.db, "done", "late error", final=True)
+    outbox_mod.mark_failed(app.runtime.db, outbox_mod.caller_key("done"), "late error", final=True)
     (row,) = outbox_rows(app)
     assert (row.status, row.error) == ("sent", None)
 
