@@ -86,3 +86,20 @@ def on_task_failed(task: Task, task_id: str, exception: BaseException, kwargs: A
     """Called in the worker when a banktasks task failed for good: retries exhausted,
     an error its retry policy does not list, or invalid arguments. `kwargs` are the
     task's arguments as sent. Must not raise (an error is logged and ignored)."""
+
+
+@hookspec
+def on_message_rejected(queue: str, reason: str, message: dict[str, Any]) -> None:
+    """Called in the worker for each message it set aside unread: an item on a queue
+    that is not a task message it can run (not JSON, an envelope, headers or body of
+    the wrong shape, a body that is not base64 or not JSON, an unknown task name, or
+    bigger than `BANKTASKS_MAX_MESSAGE_BYTES` allows). The message is acknowledged
+    after the listeners ran (also when one raised): it never comes back.
+
+    `reason` is one of "undecodable message", "malformed message", "oversized message"
+    and "unknown task". `message` holds what is known of it, never more than 4 KiB:
+    `id` and `task` (the task id and name from its headers, or None), `size` (bytes),
+    `fingerprint` (sha256, hex; the same for a redelivered copy), `excerpt` (its first
+    4096 bytes, redacted with `core.logging.redact_text`) and `detail` (what was wrong).
+    `queue` is the queue it was read from. Must not raise (an error is logged and ignored).
+    """

@@ -1,12 +1,20 @@
 """Default plugin `deadletters`: tasks that failed for good land in a table to act on.
 
-It is built on the core hook `on_task_failed`, like any plugin could be.
+It is built on the core hooks `on_task_failed` and `on_message_rejected`, like any
+plugin could be.
 
 A task fails for good when its retries are exhausted, when it raised an error
 its retry policy does not list, or when its arguments were invalid. The worker
 records each such failure once (unique per task id) in `core_failed_tasks`;
 `banktasks failed list` shows them and `banktasks failed retry ID` sends the
-same task with the same arguments again.
+same task with the same arguments again. Arguments whose JSON is bigger than
+`BANKTASKS_MAX_MESSAGE_BYTES` are not kept (a marker says how big they were).
+
+A message the worker set aside unread (not a task message it can run: see
+`core.poison`) is a dead letter too, with the reason "undecodable message",
+"malformed message", "oversized message" or "unknown task": one row per message
+(its task id, else the sha256 of the message), with what was wrong and its first
+bytes (redacted). There is no task to retry for those.
 """
 
 from __future__ import annotations
@@ -24,12 +32,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core import TaskArgumentError, current, current_app, get_logger, hookimpl
 from core.db import Base, UTCDateTime, utcnow
 from core.logging import redact_text
+from core.poison import MALFORMED as MALFORMED
+from core.poison import OVERSIZED as OVERSIZED
+from core.poison import REASONS
+from core.poison import UNDECODABLE as UNDECODABLE
+from core.poison import UNKNOWN_TASK as UNKNOWN_TASK
 
 log = get_logger(__name__)
 
 EXHAUSTED = "retries exhausted"
 PERMANENT = "permanent error"
 INVALID = "invalid arguments"
+REJECTED = frozenset(REASONS)
+"""The reasons of messages set aside unread: there is no task to retry."""
+UNKNOWN = "unknown"
+"""Task name (and plugin) of a dead letter whose message names no task."""
+TRUNCATED = "__truncated__"
+"""The only key of stored arguments that were too big to keep: {TRUNCATED: {json_bytes, limit}}."""
+MAX_ERROR_CHARS = 6000
 
 
 class FailedTask(Base):
@@ -81,38 +101,90 @@ def on_task_failed(task: Any, task_id: str, exception: BaseException, kwargs: An
     record_failure(task, task_id, exception, kwargs)
 
 
+def kept_kwargs(kwargs: Any) -> dict[str, Any]:
+    """The arguments as stored: as sent (JSON; a datetime when eager), or, when their JSON
+    is bigger than BANKTASKS_MAX_MESSAGE_BYTES, a marker saying how big they were."""
+    data: dict[str, Any] = to_jsonable_python(dict(kwargs or {}), fallback=str)
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    limit = current().settings.banktasks_max_message_bytes
+    if size > limit:
+        return {TRUNCATED: {"json_bytes": size, "limit": limit}}
+    return data
+
+
 def record_failure(task: Any, task_id: str, exc: BaseException, kwargs: dict[str, Any]) -> None:
     """Store one dead letter (at most once per task id); never raises."""
     row = FailedTask(
         task_id=task_id,
         task_name=task.name,
         plugin=getattr(task, "plugin", task.name.split(".", 1)[0]),
-        kwargs=to_jsonable_python(dict(kwargs or {})),  # as sent: JSON (a datetime when eager)
+        kwargs=kept_kwargs(kwargs),
         reason=classify(task, exc),
         error_type=type(exc).__name__,
         error=redact_text(str(exc))[:2000],
-        attempts=int(task.request.retries or 0) + 1,
+        attempts=_attempts(task.request.retries),
     )
+    _store(row)
+
+
+@hookimpl
+def on_message_rejected(queue: str, reason: str, message: dict[str, Any]) -> None:
+    """Store the message the worker set aside as a dead letter."""
+    record_rejection(queue, reason, message)
+
+
+def record_rejection(queue: str, reason: str, message: dict[str, Any]) -> None:
+    """Store one dead letter for a message set aside unread (at most once per message:
+    its task id, else its fingerprint); never raises."""
+    name = message.get("task") or UNKNOWN
+    task = current_app().tasks.get(name)
+    summary = (
+        f"{message.get('detail') or reason}. Queue {queue!r}, {message.get('size', 0)} bytes, "
+        f"sha256 {message.get('fingerprint')}. It starts with: {message.get('excerpt', '')!r}"
+    )
+    row = FailedTask(
+        task_id=message.get("id") or message.get("fingerprint"),
+        task_name=name[:200],
+        plugin=getattr(task, "plugin", UNKNOWN),
+        kwargs={},
+        reason=reason[:32],
+        error_type="RejectedMessage",
+        error=redact_text(summary)[:MAX_ERROR_CHARS],
+        attempts=0,
+    )
+    _store(row)
+
+
+def _store(row: FailedTask) -> None:
     try:
         with current().db.session() as session:
             session.add(row)
     except IntegrityError:
-        log.info("dead_letter_exists", failed_task_id=task_id)
+        log.info("dead_letter_exists", failed_task_id=row.task_id, reason=row.reason)
     except SQLAlchemyError as error:  # the database may be what failed
+        cause = getattr(error, "orig", None) or error  # without the statement's parameters
         log.error(
             "dead_letter_not_stored",
-            failed_task_id=task_id,
-            task=task.name,
-            error=f"{type(error).__name__}: {error}",
+            failed_task_id=row.task_id,
+            task=row.task_name,
+            reason=row.reason,
+            error=f"{type(error).__name__}: {cause}"[:500],
         )
     else:
         log.warning(
             "task_dead_lettered",
-            failed_task_id=task_id,
-            task=task.name,
+            failed_task_id=row.task_id,
+            task=row.task_name,
             reason=row.reason,
             attempts=row.attempts,
         )
+
+
+def _attempts(retries: Any) -> int:
+    """Runs so far, from the message's `retries` header (a forged one counts as one run)."""
+    if type(retries) is int and 0 <= retries < 10_000:
+        return retries + 1
+    return 1
 
 
 def list_failed(limit: int = 50, include_retried: bool = False) -> list[FailedTask]:
@@ -133,6 +205,17 @@ def retry_failed(failed_id: int) -> str:
             raise LookupError(f"no failed task with id {failed_id} (see banktasks failed list)")
         if row.retried_at is not None:
             raise LookupError(f"failed task {failed_id} was already retried as {row.retry_task_id}")
+        if row.reason in REJECTED:
+            raise LookupError(
+                f"failed task {failed_id} is a message the worker set aside unread "
+                f"({row.reason}): there is no task to retry"
+            )
+        if TRUNCATED in (row.kwargs or {}):
+            size = row.kwargs[TRUNCATED].get("json_bytes")
+            raise LookupError(
+                f"failed task {failed_id}: its arguments ({size} bytes of JSON) were too big "
+                "to keep; send the task again from where it came from"
+            )
         if row.task_name not in app.tasks:
             raise LookupError(f"task {row.task_name} is not registered: is its plugin enabled?")
         result = app.tasks[row.task_name].apply_async(kwargs=row.kwargs)
@@ -159,10 +242,11 @@ def failed_list(limit: int, include_retried: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no failed tasks")
     for row in rows:
-        click.echo(
+        line = (
             f"{row['id']:>5}  {row['failed_at'][:19]}  {row['task']}  [{row['reason']}, "
             f"{row['attempts']} attempt(s)]  {row['error'][:120]}"
         )
+        click.echo("".join(c if c.isprintable() else repr(c)[1:-1] for c in line))
 
 
 @failed_group.command("retry")
