@@ -31,6 +31,17 @@ from banktasks_testing.processes import (
 from core import hookimpl
 
 
+def send_unchecked(
+    app: Any, name: str, args: Any = None, kwargs: Any = None, **options: Any
+) -> Any:
+    """Send task `name` the way a producer without banktasks would: plain Celery's
+    `send_task`, none of banktasks' checks (arguments, size, limits). For tests of what
+    the worker does with a message that bypassed the caller; returns the AsyncResult."""
+    from celery import Celery
+
+    return Celery.send_task(app, name, args, kwargs, **options)
+
+
 def fake_plugin(name: str, **hooks: Any) -> ModuleType:
     """A plugin module object named `name` whose hooks are the given functions.
 
@@ -57,5 +68,6 @@ __all__ = [
     "make_user",
     "pg_bindir",
     "seed_data",
+    "send_unchecked",
     "wait_for",
 ]

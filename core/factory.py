@@ -8,25 +8,35 @@ app and act only for their own app's tasks and processes.
 
 from __future__ import annotations
 
+import json
 import threading
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from celery import Celery, Task, signals
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
-from core.db import Database
+from core.db import Database, make_private
 from core.errors import ConfigError, TaskArgumentError
 from core.hookspecs import Broker
 from core.kombu_fixes import closed_transport_is_a_connection_error
-from core.logging import configure_logging
+from core.logging import SECRET_KEY, configure_logging, redact_value
 from core.plugins import PluginSet, PluginSpec, build_plugin_set
+from core.poison import install_poison_guard
 from core.ratelimit import check_submission, effective_limit
 from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
-from core.settings import PluginSettings, Settings, load_plugin_settings, load_settings
+from core.settings import (
+    PluginSettings,
+    Settings,
+    load_plugin_settings,
+    load_settings,
+    warn_about_opt_outs,
+)
 from core.taskdef import TaskDef
 
 closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
@@ -34,6 +44,19 @@ closed_transport_is_a_connection_error()  # a kombu workaround, see its docstrin
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
 BEAT_LOCK_TIMEOUT = 60
+MAX_RETRIES_HEADER = 1000
+"""The highest `retries` header a task without `max_retries` accepts."""
+
+
+_retrying: ContextVar[bool] = ContextVar("banktasks_retrying", default=False)
+"""True while `BanktasksTask.retry` sends the retry of the running task (set by no caller)."""
+_checked: ContextVar[str | None] = ContextVar("banktasks_checked", default=None)
+"""The task name `BanktasksTask.apply_async` has just checked, so `send_task` does not again."""
+
+REPR_CHARS = 1024
+"""Longest `argsrepr`/`kwargsrepr` (what task events and Flower show), like Celery's."""
+REPR_STRING = 200
+REPR_ITEMS = 50
 
 
 class BanktasksTask(Task):
@@ -47,22 +70,16 @@ class BanktasksTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Validate the arguments from the type hints, then send (nothing is sent if bad).
 
-        A chain step or link callback that a worker sends once the step before it has
-        succeeded is validated by its own worker instead, so bad arguments fail (and are
-        dead-lettered) as that task, not as the finished step before it. Submission
-        limits hold for every send.
+        The checks (see `BanktasksCelery.check_send`) run here and, for a caller
+        that sends by name, in `BanktasksCelery.send_task`: every path that submits a
+        task passes them once.
         """
-        if _sent_by_celery():
-            args, kwargs = tuple(args or ()), dict(kwargs or {})
-        else:
-            args, kwargs = (), self.spec.message_kwargs(args, kwargs)
-            _check_countdown(self, options)
-        limit = self.spec.submit_limit
-        if limit is not None and not options.get("retries"):  # a retry is not a new submission
-            app = self.app
-            per_minute = effective_limit(limit, app.runtime.settings_for(self.plugin))
-            check_submission(app.redis_client(), self.name, limit, per_minute, kwargs)
-        return super().apply_async(args=args, kwargs=kwargs, **options)
+        args, kwargs = self.app.check_send(self, args, kwargs, options)
+        token = _checked.set(self.name)
+        try:
+            return super().apply_async(args=args, kwargs=kwargs, **options)
+        finally:
+            _checked.reset(token)
 
     def retry(
         self,
@@ -86,7 +103,11 @@ class BanktasksTask(Task):
         delay = _delay_seconds({"countdown": countdown, "eta": eta})
         if limit and delay is not None and delay > limit // 2:
             countdown, eta = max(1, limit // 2), None
-        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        token = _retrying.set(True)
+        try:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        finally:
+            _retrying.reset(token)
 
     def signature(self, args: Any = None, *starargs: Any, **starkwargs: Any) -> Any:
         """Celery's signature; an immutable one (`.si()`) is validated when it is built."""
@@ -98,11 +119,17 @@ class BanktasksTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
+        retries = request.retries or 0
+        ceiling = self.max_retries if self.max_retries is not None else MAX_RETRIES_HEADER
+        if type(retries) is not int or not 0 <= retries <= ceiling:
+            # Celery computes a backoff of 2**retries: a forged header would loop (negative)
+            # or burn CPU and memory (huge); refused before it is used, never retried.
+            raise TaskArgumentError(
+                f"{self.name}: message header retries={retries!r:.40} is not a whole "
+                f"number from 0 to {ceiling}; the message is forged or corrupt, not run"
+            )
         with structlog.contextvars.bound_contextvars(
-            task_id=request.id,
-            task_name=self.name,
-            plugin=self.plugin,
-            retries=request.retries or 0,
+            task_id=request.id, task_name=self.name, plugin=self.plugin, retries=retries
         ):
             return super().__call__(*args, **kwargs)
 
@@ -128,6 +155,44 @@ def _delay_seconds(options: dict[str, Any]) -> float | None:
     if eta.tzinfo is None:  # Celery reads a naive eta in the app's timezone: UTC
         eta = eta.replace(tzinfo=UTC)
     return float((eta - datetime.now(UTC)).total_seconds())
+
+
+def _check_size(task: Task, args: Any, kwargs: Any, limit: int) -> None:
+    """Refuse a message whose JSON arguments are larger than BANKTASKS_MAX_MESSAGE_BYTES."""
+    size = len(json.dumps([args, kwargs], separators=(",", ":"), default=str).encode())
+    if size > limit:
+        raise TaskArgumentError(
+            f"{task.name}: the arguments take {size} bytes as JSON, more than "
+            f"BANKTASKS_MAX_MESSAGE_BYTES={limit}; send a reference (an id, a file name) "
+            "instead of the data"
+        )
+
+
+def _arguments_repr(value: Any) -> str:
+    """What task events (and Flower's task pages) show of the arguments: redacted."""
+    text = repr(_shortened(value))
+    return text if len(text) <= REPR_CHARS else text[: REPR_CHARS - 3] + "..."
+
+
+def _shortened(value: Any, key: str = "", depth: int = 0) -> Any:
+    """`value` redacted, with long strings and collections cut (redacting a whole
+    megabyte would cost more than sending it). A string is redacted on a window four
+    times longer than what is shown, so a value cut in the middle is not half shown."""
+    if isinstance(value, str):
+        if len(value) <= REPR_STRING:
+            return redact_value(key, value)
+        shown = redact_value(key, value[: 4 * REPR_STRING])
+        return shown[:REPR_STRING] + "..." if isinstance(shown, str) else shown
+    if depth > 3:
+        return "..."
+    if isinstance(value, dict):
+        items = list(value.items())[:REPR_ITEMS]
+        if SECRET_KEY.search(key):
+            return redact_value(key, value)
+        return {k: _shortened(v, str(k), depth + 1) for k, v in items}
+    if isinstance(value, list | tuple):
+        return [_shortened(v, "", depth + 1) for v in value[:REPR_ITEMS]]
+    return redact_value(key, value)
 
 
 def _check_countdown(task: Task, options: dict[str, Any]) -> None:
@@ -186,6 +251,63 @@ class BanktasksCelery(Celery):
             )
             self.__dict__["_redis_client"] = client
         return client
+
+    def check_send(
+        self, task: BanktasksTask, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Check one submission of a banktasks task; return the arguments to send.
+
+        Arguments are validated from the type hints (except for a retry, or a chain step
+        or link callback that a worker sends once the step before it has succeeded: that
+        task's own worker validates them, so bad arguments fail as that task). For every
+        send: the message size limit, and `retries`, which only Celery's retry may set;
+        for every send but a retry: the submission limit. `argsrepr`/`kwargsrepr` (what
+        task events show) are redacted. `options` is updated in place.
+        """
+        retrying = _retrying.get()
+        if options.get("retries") and not retrying:
+            raise TaskArgumentError(
+                f"{task.name}: retries={options['retries']!r:.40} is set by Celery when "
+                "a task retries; a caller cannot set it"
+            )
+        if retrying or _sent_by_celery():
+            args, kwargs = tuple(args or ()), dict(kwargs or {})
+        else:
+            args, kwargs = (), task.spec.message_kwargs(args, kwargs)
+            _check_countdown(task, options)
+        _check_size(task, args, kwargs, self.runtime.settings.banktasks_max_message_bytes)
+        limit = task.spec.submit_limit
+        if limit is not None and not retrying:  # a retry is not a new submission
+            per_minute = effective_limit(limit, self.runtime.settings_for(task.plugin))
+            check_submission(self.redis_client(), task.name, limit, per_minute, kwargs)
+        options["argsrepr"] = _arguments_repr(list(args))
+        options["kwargsrepr"] = _arguments_repr(kwargs)
+        return args, kwargs
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's send_task; a banktasks task sent by name passes the same checks as
+        `.apply_async()` (arguments, size, `retries`, submission limit)."""
+        if _checked.get() != name:
+            task = self.tasks.get(name)
+            if isinstance(task, BanktasksTask) and task.app is self:
+                args, kwargs = self.check_send(task, args, kwargs, options)
+        return super().send_task(name, args, kwargs, **options)
+
+    def _get_backend(self) -> Any:
+        """Celery's result backend; it keeps a task's arguments with its result only if
+        BANKTASKS_KEEP_TASK_ARGUMENTS asks for it (they may hold personal data)."""
+        backend = super()._get_backend()
+        if not self.runtime.settings.banktasks_keep_task_arguments:
+            result_meta = backend._get_result_meta
+
+            def without_arguments(*args: Any, **kwargs: Any) -> Any:
+                meta = result_meta(*args, **kwargs)
+                meta.pop("args", None)
+                meta.pop("kwargs", None)
+                return meta
+
+            backend._get_result_meta = without_arguments
+        return backend
 
     def _connection(self, url: Any, *args: Any, **kwargs: Any) -> Any:
         self.ensure_broker()
@@ -310,6 +432,19 @@ def _transport_options(visibility_timeout: int) -> dict[str, Any]:
     }
 
 
+def _redbeat_connection(broker_url: str) -> dict[str, Any]:
+    """RedBeat's URL without the credentials, and the credentials as client options."""
+    parts = urlsplit(broker_url)
+    options: dict[str, Any] = {}
+    if parts.password is not None:
+        options["password"] = unquote(parts.password)
+        if parts.username:
+            options["username"] = unquote(parts.username)
+        host = parts.netloc.rpartition("@")[2]
+        broker_url = urlunsplit(parts._replace(netloc=host))
+    return {"redbeat_redis_url": broker_url, "redbeat_redis_options": options}
+
+
 def create_app(
     settings: Settings | None = None, plugins: list[PluginSpec] | None = None
 ) -> BanktasksCelery:
@@ -323,6 +458,7 @@ def create_app(
     names them. The new app becomes Celery's current and default app.
     """
     settings = settings or load_settings()
+    warn_about_opt_outs(settings)
     plugin_set = build_plugin_set(
         allow=settings.banktasks_plugins, deny=settings.banktasks_disable, plugins=plugins
     )
@@ -340,6 +476,7 @@ def create_app(
                 "is disabled?): set REDIS_URL=redis://[:password@]host:6379/0"
             )
         broker_url = app.broker.url
+    make_private(settings.var_dir)  # a var dir left 0755 by an older version
     app.runtime = Runtime(settings, plugin_set, plugin_settings, Database(settings.sqlalchemy_url))
 
     specs = _bind_tasks(app, plugin_set)
@@ -356,7 +493,7 @@ def create_app(
         timezone="UTC",
         enable_utc=True,
         result_expires=settings.result_expires_seconds,
-        result_extended=True,
+        result_extended=True,  # name, worker, retries, queue; arguments: see _get_backend
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -382,12 +519,15 @@ def create_app(
         # RedBeat keeps the schedule in Redis behind a lock: a second beat started by
         # mistake waits for the lock instead of sending every periodic task twice.
         beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=broker_url,
+        # the password goes in the options, which Celery masks on Flower's worker pages
+        # (it masks broker_url and result_backend, not a redbeat_redis_url)
+        **_redbeat_connection(broker_url),
         redbeat_key_prefix="banktasks:beat",
         redbeat_lock_timeout=BEAT_LOCK_TIMEOUT,
         beat_max_loop_interval=BEAT_LOCK_TIMEOUT // 6,
     )
     _connect_signals(app)
+    install_poison_guard(app)  # poison messages are set aside once, see core.poison
     plugin_set.pm.hook.configure_app(app=app, settings=settings)
     return app
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 
+from banktasks_testing import send_unchecked
 from core import TaskArgumentError
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +73,7 @@ def test_worker_rejects_bad_arguments_without_retry(acme):
     """A message that bypasses the caller's check is validated again in the worker."""
     app = acme.app()
     acme.start_worker(queues=["acme_rules"])
-    result = app.send_task("acme_rules.flaky", kwargs={"key": "w", "fail_times": "many"})
+    result = send_unchecked(app, "acme_rules.flaky", kwargs={"key": "w", "fail_times": "many"})
     with pytest.raises(Exception, match="fail_times") as info:
         result.get(timeout=30)
     assert type(info.value).__name__ == "TaskArgumentError"

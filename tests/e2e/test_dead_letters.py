@@ -10,7 +10,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from banktasks_testing import wait_for
+from banktasks_testing import send_unchecked, wait_for
 from core.default_plugins.deadletters import EXHAUSTED, INVALID, PERMANENT, FailedTask
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_exhausted_permanent_and_invalid_failures_are_recorded_once(acme):
     acme.start_worker(queues=["acme_rules"], concurrency=2)
     exhausted = app.tasks["acme_rules.flaky"].delay(key="ex", fail_times=99)
     permanent = app.tasks["acme_rules.flaky"].delay(key="perm", error="value")
-    invalid = app.send_task("acme_rules.flaky", kwargs={"key": "inv", "fail_times": "x"})
+    invalid = send_unchecked(app, "acme_rules.flaky", kwargs={"key": "inv", "fail_times": "x"})
     for result in (exhausted, permanent, invalid):
         wait_for(result.ready, 60, "the task to finish")
         assert result.failed()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from banktasks_testing import seed_data
+from banktasks_testing import seed_data, send_unchecked
 from core import TaskArgumentError
 from core.db import utcnow
 from core.models import Transaction
@@ -35,7 +35,7 @@ def test_seed_call_through_a_real_worker(e2e: Any) -> None:
             )
         ).one()
     assert expected_count > 0
-    e2e.start_worker()
+    worker = e2e.start_worker()
 
     from core.tasks import generate_daily_reports
 
@@ -57,14 +57,14 @@ def test_seed_call_through_a_real_worker(e2e: Any) -> None:
     future = (utcnow() + timedelta(days=2)).date()
     with pytest.raises(TaskArgumentError, match="is in the future"):
         generate_daily_reports.delay(report_date=future)
-    failing = app.send_task(
-        "reports.generate_daily_reports", kwargs={"report_date": future.isoformat()}
+    failing = send_unchecked(
+        app, "reports.generate_daily_reports", kwargs={"report_date": future.isoformat()}
     )
     with pytest.raises(Exception, match="is in the future") as raised:
         failing.get(timeout=60)
     assert type(raised.value).__name__ == "TaskArgumentError"
     assert failing.state == "FAILURE"
-    assert failing.retries == 0
+    assert "Retry in" not in worker.log(), "a refusal is never retried"
     folder = Path(summary["files"]["json"]).parent
     assert sorted(p.name for p in folder.iterdir()) == [
         f"daily-report-{yesterday.isoformat()}.{ext}" for ext in ("csv", "html", "json")
