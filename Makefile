@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE      := examples/banktasks-sanctions
 EXAMPLE_VENV ?= var/example-venv
 
-.PHONY: demo test test-example test-fast lint format typecheck docs bench clean
+.PHONY: demo test test-example test-fast fuzz lint format typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ $(EXAMPLE_VENV)/.installed: pyproject.toml $(EXAMPLE)/pyproject.toml
 
 test-example: $(EXAMPLE_VENV)/.installed
 	cd $(EXAMPLE) && $(abspath $(EXAMPLE_VENV))/bin/python -m pytest -q
+
+# the broker fuzzer's long run: 10,000 generated malformed messages at a live worker
+fuzz: $(STAMP)
+	BANKTASKS_FUZZ_MESSAGES=10000 $(BIN)/python -m pytest -q -s tests/security/test_sec_fuzz.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"

@@ -9,6 +9,7 @@ app and act only for their own app's tasks and processes.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ closed_transport_is_a_connection_error()  # a kombu workaround, see its docstrin
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
 BEAT_LOCK_TIMEOUT = 60
+TASK_ID = re.compile(r"\S{1,64}")
+"""A task id a worker accepts (core.poison checks the same on the other side)."""
 MAX_RETRIES_HEADER = 1000
 """The highest `retries` header a task without `max_retries` accepts."""
 
@@ -269,6 +272,14 @@ class BanktasksCelery(Celery):
             raise TaskArgumentError(
                 f"{task.name}: retries={options['retries']!r:.40} is set by Celery when "
                 "a task retries; a caller cannot set it"
+            )
+        task_id = options.get("task_id")
+        if task_id is not None and not (
+            TASK_ID.fullmatch(str(task_id)) and str(task_id).isprintable()
+        ):
+            raise TaskArgumentError(
+                f"{task.name}: task_id={task_id!r:.80} is not 1 to 64 printable characters "
+                "without spaces; a worker would refuse the message"
             )
         if retrying or _sent_by_celery():
             args, kwargs = tuple(args or ()), dict(kwargs or {})

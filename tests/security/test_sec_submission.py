@@ -70,6 +70,16 @@ def test_a_caller_cannot_set_retries(make_app: Any) -> None:
     assert queued(app, "export") == []
 
 
+@pytest.mark.parametrize("task_id", ["x" * 65, "two words", "", "nul\x00id"])
+def test_a_task_id_a_worker_would_refuse_is_refused_at_once(make_app: Any, task_id: str) -> None:
+    app = make_app("export")
+    with pytest.raises(TaskArgumentError, match="task_id"):
+        app.tasks[EXPORT].apply_async(kwargs=EXPORT_KWARGS, task_id=task_id)
+    assert queued(app, "export") == []
+    app.tasks[EXPORT].apply_async(kwargs=EXPORT_KWARGS, task_id="x" * 64)
+    assert len(queued(app, "export")) == 1
+
+
 def test_the_submission_limit_holds_for_every_path(make_app: Any) -> None:
     app = make_app("export", plugin_settings={"export": {"submit_limit_per_minute": 3}})
     export = app.tasks[EXPORT]
