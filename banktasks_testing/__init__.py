@@ -20,6 +20,7 @@ from banktasks_testing.factories import (
     make_user,
     seed_data,
 )
+from banktasks_testing.http import http_status
 from banktasks_testing.processes import (
     PgCluster,
     SMTPRecorder,
@@ -62,6 +63,7 @@ __all__ = [
     "assert_schedule",
     "fake_plugin",
     "free_port",
+    "http_status",
     "make_account",
     "make_transaction",
     "make_transactions",

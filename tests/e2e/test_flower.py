@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
-from banktasks_testing import free_port, wait_for
+from banktasks_testing import free_port, http_status, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def status(url: str, auth: str | None = None, context: ssl.SSLContext | None = None) -> int:
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
 
 
 def start(e2e, cmd: list[str]) -> subprocess.Popen[bytes]:
@@ -62,11 +46,11 @@ def test_every_page_needs_credentials(e2e, how):
     proc = start(e2e, cmd)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: status(f"{base}/healthcheck") == 200, 40, "flower to listen")
+        wait_for(lambda: http_status(f"{base}/healthcheck") == 200, 40, "flower to listen")
         for path in ("/", "/api/workers", "/api/tasks", "/metrics"):
-            assert status(base + path) == 401, path
-            assert status(base + path, "admin:admin") == 401, path
-            assert status(base + path, "ops:s3cret-pass") == 200, path
+            assert http_status(base + path) == 401, path
+            assert http_status(base + path, "admin:admin") == 401, path
+            assert http_status(base + path, "ops:s3cret-pass") == 200, path
     finally:
         proc.terminate()
         proc.wait(20)
@@ -112,9 +96,9 @@ def test_https_options_start(e2e):
     context.check_hostname = False
     try:
         base = f"https://127.0.0.1:{port}"
-        wait_for(lambda: status(f"{base}/healthcheck", context=context) == 200, 40, "https")
-        assert status(f"{base}/api/workers", context=context) == 401
-        assert status(f"{base}/api/workers", "ops:s3cret-pass", context) == 200
+        wait_for(lambda: http_status(f"{base}/healthcheck", context=context) == 200, 40, "https")
+        assert http_status(f"{base}/api/workers", context=context) == 401
+        assert http_status(f"{base}/api/workers", "ops:s3cret-pass", context=context) == 200
     finally:
         proc.terminate()
         proc.wait(20)

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from banktasks_testing import free_port, wait_for
+from banktasks_testing import free_port, http_status, wait_for
 from banktasks_testing.processes import stop_group
 
 pytestmark = pytest.mark.e2e
@@ -82,19 +82,6 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def status(url: str, auth: str | None = None, context: Any = None) -> int:
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
-
-
 def fetch(url: str, auth: str) -> str:
     request = urllib.request.Request(url)
     request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
@@ -113,7 +100,7 @@ class Flower:
 
     def up(self, scheme: str = "http", context: Any = None) -> bool:
         url = f"{scheme}://127.0.0.1:{self.port}/healthcheck"
-        return status(url, context=context) == 200
+        return http_status(url, context=context) == 200
 
     def wait_up(self, scheme: str = "http", context: Any = None) -> None:
         wait_for(
@@ -176,7 +163,7 @@ def test_flower_listens_on_loopback_unless_asked_otherwise(e2e, flowers):
             failures.append(f"{flower.proc.args}: listens on {sorted(where)}")
         if outside and reachable(outside, flower.port) != (expected == EVERYWHERE):
             failures.append(f"{flower.proc.args}: reachable on {outside}: {expected}")
-        assert status(f"http://127.0.0.1:{flower.port}/api/workers") == 401
+        assert http_status(f"http://127.0.0.1:{flower.port}/api/workers") == 401
     assert not failures, "\n".join(failures)
 
 

@@ -9,20 +9,17 @@ submission was queued, kwargs were kept in results and shown raw in `kwargsrepr`
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from banktasks_testing import fake_plugin, free_port, send_unchecked, wait_for
+from banktasks_testing import fake_plugin, free_port, http_status, send_unchecked, wait_for
 from core import SubmissionRateLimited, TaskArgumentError, task
 from core.default_plugins.deadletters import INVALID, FailedTask
 from core.default_plugins.seed import seed
@@ -199,26 +196,10 @@ def test_flower_send_task_api_passes_the_same_checks(e2e: Any) -> None:
     base = f"http://127.0.0.1:{port}"
 
     def post(path: str, body: dict[str, Any]) -> int:
-        request = urllib.request.Request(
-            base + path,
-            data=json.dumps(body).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "Authorization": "Basic " + base64.b64encode(FLOWER_LOGIN.encode()).decode(),
-            },
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
+        return http_status(base + path, FLOWER_LOGIN, data=body)
 
     def up() -> bool:
-        try:
-            return post(f"/api/task/send-task/{EXPORT}", {"kwargs": EXPORT_KWARGS}) == 200
-        except OSError:
-            return False
+        return post(f"/api/task/send-task/{EXPORT}", {"kwargs": EXPORT_KWARGS}) == 200
 
     try:
         wait_for(up, 40, "flower's API")  # the first submission (of two allowed)
