@@ -19,6 +19,7 @@ bytes (redacted). There is no task to retry for those.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,7 @@ UNKNOWN = "unknown"
 TRUNCATED = "__truncated__"
 """The only key of stored arguments that were too big to keep: {TRUNCATED: {json_bytes, limit}}."""
 MAX_ERROR_CHARS = 6000
+REJECTED_KEY_PREFIX = "rejected:"
 
 
 class FailedTask(Base):
@@ -133,17 +135,27 @@ def on_message_rejected(queue: str, reason: str, message: dict[str, Any]) -> Non
     record_rejection(queue, reason, message)
 
 
+def rejected_key(identity: str) -> str:
+    """The dead-letter key of a message set aside unread, from its task id (else its
+    fingerprint). Never the task id itself: whoever writes a bad message with the id of a
+    real task must not take the place of that task's own dead letter."""
+    return REJECTED_KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:55]
+
+
 def record_rejection(queue: str, reason: str, message: dict[str, Any]) -> None:
     """Store one dead letter for a message set aside unread (at most once per message:
-    its task id, else its fingerprint); never raises."""
+    see `rejected_key`); never raises."""
     name = message.get("task") or UNKNOWN
     task = current_app().tasks.get(name)
+    task_id = message.get("id")
     summary = (
         f"{message.get('detail') or reason}. Queue {queue!r}, {message.get('size', 0)} bytes, "
-        f"sha256 {message.get('fingerprint')}. It starts with: {message.get('excerpt', '')!r}"
+        f"sha256 {message.get('fingerprint')}"
+        + (f", task id {task_id!r}" if task_id else "")
+        + f". It starts with: {message.get('excerpt', '')!r}"
     )
     row = FailedTask(
-        task_id=message.get("id") or message.get("fingerprint"),
+        task_id=rejected_key(task_id or str(message.get("fingerprint"))),
         task_name=name[:200],
         plugin=getattr(task, "plugin", UNKNOWN),
         kwargs={},

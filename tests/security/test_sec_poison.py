@@ -41,6 +41,7 @@ from core.default_plugins.deadletters import (
     UNKNOWN_TASK,
     FailedTask,
     failed_group,
+    rejected_key,
 )
 from tests.conftest import HERE, install_dist
 
@@ -303,7 +304,7 @@ def push(harness: Harness, kind: str) -> tuple[str, bytes, str]:
     task_id = str(uuid.uuid4())
     raw = spec.build(task_id)
     harness.app.redis_client().lpush(QUEUE, raw)
-    return task_id, raw, task_id if spec.keyed_by_id else fingerprint(raw)
+    return task_id, raw, rejected_key(task_id if spec.keyed_by_id else fingerprint(raw))
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -385,14 +386,14 @@ def test_a_message_is_set_aside_even_when_the_dead_letter_store_is_down(harness:
     app, worker = harness.app, harness.live_worker()
     FailedTask.__table__.drop(app.runtime.db.engine)
     try:
-        task_id, _raw, _key = push(harness, "body a json object")
+        task_id, _raw, key = push(harness, "body a json object")
         serve_valid_task(app, worker, 7)
         line = wait_for(
             lambda: next(
                 (
                     x
                     for x in worker.log().splitlines()
-                    if "dead_letter_not_stored" in x and task_id in x
+                    if "dead_letter_not_stored" in x and key in x
                 ),
                 None,
             ),
@@ -405,15 +406,15 @@ def test_a_message_is_set_aside_even_when_the_dead_letter_store_is_down(harness:
     finally:
         app.runtime.db.create_all()
     serve_valid_task(app, worker, 8)  # had it come back, it would be dead-lettered now
-    assert not [row for row in dead_letters(app) if row.task_id == task_id]
+    assert not [row for row in dead_letters(app) if row.task_id in (task_id, key)]
 
 
 def test_failed_retry_refuses_a_message_set_aside_unread(harness: Harness) -> None:
     app, worker = harness.app, harness.live_worker()
-    task_id, _raw, _key = push(harness, "unknown task")
+    _task_id, _raw, key = push(harness, "unknown task")
     serve_valid_task(app, worker, 9)
     row = wait_for(
-        lambda: next((r for r in dead_letters(app) if r.task_id == task_id), None), 10, "the row"
+        lambda: next((r for r in dead_letters(app) if r.task_id == key), None), 10, "the row"
     )
     assert row.reason in REJECTED
     result = CliRunner().invoke(failed_group, ["retry", str(row.id)])
@@ -455,7 +456,9 @@ def test_an_oversized_message_is_kept_nowhere(harness: Harness) -> None:
     app.redis_client().lpush(QUEUE, raw)
     serve_valid_task(app, worker, 12)
     row = wait_for(
-        lambda: next((r for r in dead_letters(app) if r.task_id == fingerprint(raw)), None),
+        lambda: next(
+            (r for r in dead_letters(app) if r.task_id == rejected_key(fingerprint(raw))), None
+        ),
         30,
         "the dead letter",
     )
@@ -472,7 +475,9 @@ def test_a_dead_letter_keeps_only_a_redacted_excerpt(harness: Harness) -> None:
     app.redis_client().lpush(QUEUE, raw)
     serve_valid_task(app, worker, 13)
     row = wait_for(
-        lambda: next((r for r in dead_letters(app) if r.task_id == fingerprint(raw)), None),
+        lambda: next(
+            (r for r in dead_letters(app) if r.task_id == rejected_key(fingerprint(raw))), None
+        ),
         10,
         "the dead letter",
     )
@@ -497,3 +502,20 @@ def test_the_kombu_function_core_poison_copies_has_not_changed(harness: Harness)
     original = kombu_redis.Channel._brpop_read._banktasks_original
     source = inspect.getsource(original)
     assert hashlib.sha256(source.encode()).hexdigest() == KOMBU_BRPOP_READ, source
+
+
+def test_a_bad_message_cannot_take_the_place_of_a_tasks_dead_letter(harness: Harness) -> None:
+    """A malformed message written with the id of a real task is set aside under a key of
+    its own: the real task's failure, later, still gets its dead letter."""
+    app, worker = harness.app, harness.live_worker()
+    task_id, _raw, key = push(harness, "body a json object")
+    wait_for(lambda: any(r.task_id == key for r in dead_letters(app)), 15, "the rejection")
+    message = envelope(task_id=task_id)
+    message["body"] = body_of(kwargs={"x": "not a number"})
+    app.redis_client().lpush(QUEUE, json.dumps(message))
+    serve_valid_task(app, worker, 11)
+    row = wait_for(
+        lambda: next((r for r in dead_letters(app) if r.task_id == task_id), None), 15, "the row"
+    )
+    assert (row.reason, row.task_name) == (INVALID, TASK)
+    assert key != task_id and key.startswith("rejected:")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from banktasks_testing import fake_plugin, free_port, http_status, send_unchecked, wait_for
 from core import SubmissionRateLimited, TaskArgumentError, task
-from core.default_plugins.deadletters import INVALID, FailedTask
+from core.default_plugins.deadletters import INVALID, FailedTask, rejected_key
 from core.default_plugins.seed import seed
 
 EXPORT = "export.export_transaction_data"
@@ -38,8 +38,10 @@ def queued(app: Any, queue: str) -> list[dict[str, Any]]:
 
 
 def dead_letter(app: Any, task_id: str) -> FailedTask | None:
+    """The dead letter of a task, or of its message if the worker set it aside unread."""
+    keys = (task_id, rejected_key(task_id))
     with app.runtime.db.session() as session:
-        return session.scalars(select(FailedTask).where(FailedTask.task_id == task_id)).first()
+        return session.scalars(select(FailedTask).where(FailedTask.task_id.in_(keys))).first()
 
 
 @pytest.mark.e2e
