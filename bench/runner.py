@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.util import BENCH, DATA, Results, log, machine
 
-SECTIONS = ["celery", "ready", "broker", "fraud", "chunks", "reports", "export"]
+SECTIONS = ["celery", "bulk", "ready", "broker", "fraud", "chunks", "reports", "export"]
 DB_SECTIONS = {"fraud", "chunks", "reports", "export"}
 
 
@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             _guard(
                 results, "celery", run_overhead, results, url, tmp, meta["celery_reps"], args.quick
             )
+        if "bulk" in args.sections:
+            from bench.bulk_bench import run_bulk
+
+            _guard(results, "bulk", run_bulk, results, url, tmp, args.reps, args.quick)
         if "ready" in args.sections:
             from bench.celery_bench import run_ready
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from celery import Celery, Task, signals
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
+from core.bulk import DEFAULT_BATCH_SIZE, check_bulk_options, send_many
 from core.db import Database, make_private
 from core.errors import ConfigError, TaskArgumentError
 from core.hookspecs import Broker
@@ -83,6 +85,50 @@ class BanktasksTask(Task):
             return super().apply_async(args=args, kwargs=kwargs, **options)
         finally:
             _checked.reset(token)
+
+    def delay_many(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **options: Any,
+    ) -> list[str]:
+        """Send one task per item (a dict of keyword arguments); return the task ids.
+
+        Every item is validated (arguments, message size) before anything is sent: a bad
+        item raises TaskArgumentError naming its index ("item 41: ...") and nothing is
+        sent. The submission limit counts every item, all or nothing
+        (SubmissionRateLimited naming the key, nothing sent). The messages are those
+        `.apply_async(kwargs=item, **options)` sends, published `batch_size` per round
+        trip. `options`: countdown, eta (below the visibility timeout), expires,
+        priority, queue, time_limit, soft_time_limit; not task_id (ids are generated)
+        nor retries. Memory stays flat: validated items wait in a temporary file.
+        See core.bulk.
+        """
+        check_bulk_options(self.name, options, batch_size)
+        _check_countdown(self, options)
+        app = self.app
+        max_bytes = app.runtime.settings.banktasks_max_message_bytes
+
+        def validate(kwargs: dict[str, Any]) -> dict[str, Any]:
+            message = self.spec.message_kwargs((), kwargs)
+            _check_size(self, (), message, max_bytes)
+            return message
+
+        limit = self.spec.submit_limit
+        per_minute = 0
+        if limit is not None:
+            per_minute = effective_limit(limit, app.runtime.settings_for(self.plugin))
+        return send_many(
+            self,
+            items,
+            validate=validate,
+            arguments_repr=_arguments_repr,
+            limit=limit,
+            per_minute=per_minute,
+            batch_size=batch_size,
+            options=options,
+        )
 
     def retry(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -154,6 +154,14 @@ class TaskDef:
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Send the task with Celery options such as `countdown` or `task_id`."""
         return self.bound().apply_async(args=args, kwargs=kwargs, **options)
+
+    def delay_many(
+        self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 1000, **options: Any
+    ) -> list[str]:
+        """Send one task per item (a dict of keyword arguments) in pipelined batches;
+        return the task ids in item order. All items are validated first: one bad item
+        sends nothing (see `BanktasksTask.delay_many`)."""
+        return list(self.bound().delay_many(items, batch_size=batch_size, **options))
 
     def s(self, *args: Any, **kwargs: Any) -> Any:
         """A Celery signature of the bound task (for chains, groups and chords).
