@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only NAME,...] [--reps N] [--no-postgres]`."""
+"""`python -m bench [--full] [--only NAME,...] [--reps N] [--no-postgres]`."""
 
 from bench.runner import main
 

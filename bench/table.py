@@ -106,6 +106,20 @@ def write_outputs(results: Results, meta: dict[str, Any], table: str, partial: b
     return target
 
 
+RESULTS = BENCH / "results"
+"""One Markdown table per run and day: `<date>-<quick|full>[-partial].md`, to compare runs."""
+
+
+def write_dated_table(meta: dict[str, Any], table: str, partial: bool) -> Path:
+    """Write the run's table to bench/results/<date>-<mode>[-partial].md (the day's last
+    run of that kind replaces an earlier one)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    day = str(meta["started"])[:10]
+    target = RESULTS / f"{day}-{meta['mode']}{'-partial' if partial else ''}.md"
+    target.write_text(f"# Benchmarks, {day} ({meta['mode']} run)\n\n{table}\n")
+    return target
+
+
 def update_readme(table: str) -> None:
     block = f"{START}\n{table}\n{END}"
     text = README.read_text() if README.exists() else "# Benchmarks\n\n"
