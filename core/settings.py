@@ -8,7 +8,6 @@ or a `[plugins.<name>]` table.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic_settings import (
 
 from core.errors import ConfigError
 from core.logging import SECRET_KEY, get_logger, mask_url_password
+from core.validators import is_loopback
 
 
 def split_commas(value: Any) -> Any:
@@ -237,23 +237,6 @@ class Settings(_LayeredSettings):
 
 
 ENCODE = "percent-encode special characters of the password (@ → %40, / → %2F, space → %20)"
-
-LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost", "ip6-loopback"}
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for `localhost` and the loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def unauthenticated_network_redis(url: str | None) -> str | None:

@@ -7,6 +7,7 @@ refuses bad input with the same words.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,3 +69,21 @@ def as_utc(moment: datetime) -> datetime:
 
 UTCMoment = Annotated[datetime, AfterValidator(as_utc)]
 """A datetime argument or field, always aware UTC (naive input is taken as UTC)."""
+
+
+LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost", "ip6-loopback"}
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for `localhost` and the loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)

@@ -24,7 +24,7 @@ import click
 from pydantic import Field, field_validator
 
 from core import ConfigError, PluginSettings, get_logger, hookimpl
-from core.settings import is_loopback
+from core.validators import is_loopback
 
 MIN_PASSWORD = 12
 COMMON_PASSWORDS = frozenset(

@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import SettingsConfigDict
 
 from core import PluginSettings
-from core.validators import Directory
+from core.validators import Directory, is_loopback
 from plugins.notifications.validation import check_address
 
 PREFIX = "NOTIFICATIONS_"
@@ -37,15 +37,6 @@ HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 def _env(name: str, **kwargs: Any) -> Any:
     """A field read from `NAME`, or else from `NOTIFICATIONS_NAME`."""
     return Field(validation_alias=AliasChoices(name, PREFIX + name), **kwargs)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class NotificationsSettings(PluginSettings):
@@ -169,7 +160,7 @@ class NotificationsSettings(PluginSettings):
             )
         if self.smtp_password is not None and not self.smtp_username:
             raise ValueError("SMTP_PASSWORD is set but SMTP_USERNAME is not; set both or neither")
-        if self.smtp_username and self.smtp_security == "none" and not _is_loopback(self.smtp_host):
+        if self.smtp_username and self.smtp_security == "none" and not is_loopback(self.smtp_host):
             raise ValueError(
                 "SMTP_USERNAME is set with SMTP_SECURITY=none: the password would cross the "
                 "network in clear text; set SMTP_SECURITY=starttls or ssl"
