@@ -1,6 +1,8 @@
 """Bare Celery: the same no-op as `bench.noop_plugin`, written as a plain `@app.task`.
 
 `celery -A bench.bare_app worker` with BENCH_BROKER_URL (and BENCH_BARE_CONF=mirror|minimal).
+BENCH_BARE_IMPORTS=sqlalchemy.orm,pydantic_settings imports those first: a Celery app
+with the stack banktasks is built on, for the start-up floor.
 
 `mirror` copies every setting of `core.create_app` that changes per-task work
 (JSON only, acks_late + reject_on_worker_lost, prefetch 1, track_started and
@@ -14,6 +16,8 @@ default), as a bare Celery user would have it.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 from typing import Any
 
@@ -45,6 +49,7 @@ MIRROR: dict[str, Any] = {
 
 CONFS = {"mirror": MIRROR, "minimal": MINIMAL}
 TASK_NAME = "bench_bare.noop"
+COLLECT_NAME = "bench_bare.collect"
 
 
 def conf_for(spec: str) -> dict[str, Any]:
@@ -65,8 +70,16 @@ def make_app(url: str, conf: str = "mirror", set_as_current: bool = True) -> Cel
     def noop(i: int) -> None:
         return None
 
+    @app.task(name=COLLECT_NAME, shared=False)
+    def collect() -> int:
+        gc.collect()
+        return os.getpid()
+
     return app
 
+
+for _module in filter(None, os.environ.get("BENCH_BARE_IMPORTS", "").split(",")):
+    importlib.import_module(_module)
 
 app = (
     make_app(os.environ["BENCH_BROKER_URL"], os.environ.get("BENCH_BARE_CONF", "mirror"))

@@ -7,6 +7,8 @@ that makes the result JSON-safe, acks_late + reject_on_worker_lost.
 
 from __future__ import annotations
 
+import gc
+import os
 from typing import Any
 
 from core import hookimpl, task
@@ -20,6 +22,17 @@ def noop(i: int) -> None:
     return None
 
 
+@task(queue="bench")
+def collect() -> int:
+    """Run a full garbage collection in this pool process and return its pid.
+
+    Any long enough task makes the collector walk every object of its process; the
+    start-up bench uses this to see what that does to the memory a child shares.
+    """
+    gc.collect()
+    return os.getpid()
+
+
 @hookimpl
 def register_tasks() -> list[Any]:
-    return [noop]
+    return [noop, collect]

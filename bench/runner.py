@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
             _guard(results, "bulk", run_bulk, results, url, tmp, args.reps, args.quick)
         if "ready" in args.sections:
-            from bench.celery_bench import run_ready
+            from bench.startup_bench import run_pool, run_ready
 
             _guard(results, "ready", run_ready, results, url, tmp, meta["celery_reps"])
+            _guard(results, "pool", run_pool, results, url, tmp, args.reps)
         if "broker" in args.sections:
             from bench.celery_bench import run_broker_ceiling
 

@@ -13,26 +13,29 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy.orm import Session
+from core.startup import frozen_imports
 
-from core.errors import (
-    BanktasksError,
-    ConfigError,
-    NoAppError,
-    PluginDisabledError,
-    TaskArgumentError,
-    UnknownTaskError,
-)
-from core.factory import BanktasksCelery, BanktasksTask, create_app
-from core.logging import get_logger
-from core.markers import hookimpl, hookspec
-from core.plugins import Contribution, HookOutcome, PluginSet
-from core.ratelimit import SubmissionRateLimited, SubmitLimit
-from core.retry import RetryPolicy
-from core.runtime import Runtime, current, current_app
-from core.schedule import Schedule
-from core.settings import CommaList, PluginSettings, Settings, load_settings
-from core.taskdef import TaskDef, task
+with frozen_imports():  # the stack's imports make objects, not garbage: see core.startup
+    from sqlalchemy.orm import Session
+
+    from core.errors import (
+        BanktasksError,
+        ConfigError,
+        NoAppError,
+        PluginDisabledError,
+        TaskArgumentError,
+        UnknownTaskError,
+    )
+    from core.factory import BanktasksCelery, BanktasksTask, create_app
+    from core.logging import get_logger
+    from core.markers import hookimpl, hookspec
+    from core.plugins import Contribution, HookOutcome, PluginSet
+    from core.ratelimit import SubmissionRateLimited, SubmitLimit
+    from core.retry import RetryPolicy
+    from core.runtime import Runtime, current, current_app
+    from core.schedule import Schedule
+    from core.settings import CommaList, PluginSettings, Settings, load_settings
+    from core.taskdef import TaskDef, task
 
 
 def session_scope() -> AbstractContextManager[Session]:

@@ -40,6 +40,7 @@ from core.settings import (
     load_settings,
     warn_about_opt_outs,
 )
+from core.startup import freeze_before_fork
 from core.taskdef import TaskDef
 
 closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
@@ -619,6 +620,15 @@ def _connect_signals(app: BanktasksCelery) -> None:
                 kwargs=kwargs or {},
             )
 
+    frozen = False
+
+    def freeze_before_first_fork(**_: Any) -> None:
+        # Celery collects garbage before forking each pool process (see core.startup)
+        nonlocal frozen
+        if _is_current(app) and not frozen:
+            freeze_before_fork()
+            frozen = True
+
     def fresh_connections_after_fork(**_: Any) -> None:
         # a forked worker child must not share database connections with its parent
         if _is_current(app):
@@ -630,6 +640,7 @@ def _connect_signals(app: BanktasksCelery) -> None:
         (signals.celeryd_init, start_broker),
         (signals.beat_init, start_broker),
         (signals.task_failure, task_failed),
+        (signals.worker_before_create_process, freeze_before_first_fork),
         (signals.worker_process_init, fresh_connections_after_fork),
     ]
     for signal, receiver in receivers:

@@ -21,6 +21,7 @@ from core import hookspecs
 from core.errors import ConfigError
 from core.logging import get_logger
 from core.markers import PROJECT
+from core.startup import frozen_imports
 
 ENTRY_POINT_GROUP = "banktasks"
 DEFAULT_PLUGINS = {
@@ -218,7 +219,8 @@ def _load(name: str, target: Any) -> Any:
     else:
         return target
     try:
-        return load()
+        with frozen_imports():  # a plugin's modules live as long as the process
+            return load()
     except Exception as exc:
         raise ConfigError(
             f"plugin {name!r} ({where}) failed to load: "
