@@ -36,6 +36,7 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
     from core.schedule import Schedule
     from core.settings import CommaList, PluginSettings, Settings, load_settings
     from core.taskdef import TaskDef, task
+    from core.timelimits import TaskTimeLimitExceeded
 
 
 def session_scope() -> AbstractContextManager[Session]:
@@ -71,6 +72,7 @@ __all__ = [
     "SubmitLimit",
     "TaskArgumentError",
     "TaskDef",
+    "TaskTimeLimitExceeded",
     "UnknownTaskError",
     "create_app",
     "current",

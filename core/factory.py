@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from celery import Celery, Task, signals
+from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
@@ -27,7 +29,7 @@ from core.db import Database, make_private
 from core.errors import ConfigError, TaskArgumentError
 from core.hookspecs import Broker
 from core.kombu_fixes import closed_transport_is_a_connection_error
-from core.logging import SECRET_KEY, configure_logging, redact_value
+from core.logging import SECRET_KEY, configure_logging, get_logger, redact_value
 from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.poison import install_poison_guard
 from core.ratelimit import check_submission, effective_limit
@@ -42,11 +44,13 @@ from core.settings import (
 )
 from core.startup import freeze_before_fork
 from core.taskdef import TaskDef
+from core.timelimits import TaskTimeLimitExceeded, task_limits
 
 closed_transport_is_a_connection_error()  # a kombu workaround, see its docstring
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
+_log = get_logger("banktasks.task")
 BEAT_LOCK_TIMEOUT = 60
 TASK_ID = re.compile(r"\S{1,64}")
 """A task id a worker accepts (core.poison checks the same on the other side)."""
@@ -71,7 +75,7 @@ class BanktasksTask(Task):
     spec: TaskDef
     plugin: str
     route_queue: str
-    dont_autoretry_for = (TaskArgumentError,)
+    dont_autoretry_for = (TaskArgumentError, TaskTimeLimitExceeded)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Validate the arguments from the type hints, then send (nothing is sent if bad).
@@ -181,7 +185,27 @@ class BanktasksTask(Task):
         with structlog.contextvars.bound_contextvars(
             task_id=request.id, task_name=self.name, plugin=self.plugin, retries=retries
         ):
-            return super().__call__(*args, **kwargs)
+            started = time.monotonic()
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                self._log_if_slow(time.monotonic() - started)
+
+    def soft_limit(self) -> float | None:
+        """The soft time limit of the run in progress (a call may set its own)."""
+        limits = self.request.timelimit or (None, None)
+        return limits[1] or self.soft_time_limit
+
+    def _log_if_slow(self, seconds: float) -> None:
+        soft = self.soft_limit()
+        ratio = self.app.runtime.settings.banktasks_slow_task_ratio
+        if soft and seconds > ratio * soft:
+            _log.warning(
+                "task.slow",
+                seconds=round(seconds, 3),
+                soft_time_limit=soft,
+                share=round(seconds / soft, 2),
+            )
 
 
 def _sent_by_celery() -> bool:
@@ -263,7 +287,20 @@ def _runner(spec: TaskDef) -> Any:
 
     def run(*args: Any, **kwargs: Any) -> Any:
         model = spec.validate(args, kwargs)
-        return to_jsonable_python(spec.fn(**spec.call_kwargs(model)))
+        started = time.monotonic()
+        try:
+            return to_jsonable_python(spec.fn(**spec.call_kwargs(model)))
+        except SoftTimeLimitExceeded:
+            from celery import current_task
+
+            soft = current_task.soft_limit() if current_task else None
+            elapsed = time.monotonic() - started
+            _log.warning("task.time_limit", soft_time_limit=soft, seconds=round(elapsed, 3))
+            raise TaskTimeLimitExceeded(
+                f"{spec.display_name} was stopped at its soft time limit of {soft} s (after "
+                f"{elapsed:.1f} s) and is not retried; to give it longer set "
+                f"BANKTASKS_TIME_LIMITS={spec.display_name}=<soft>/<hard> (seconds)"
+            ) from None
 
     run.__name__ = spec.fn.__name__
     run.__qualname__ = spec.fn.__qualname__
@@ -385,6 +422,8 @@ def _plugin_settings(plugin_set: PluginSet, settings: Settings) -> dict[str, Plu
 
 def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDef]:
     bound: dict[str, TaskDef] = {}
+    settings = app.runtime.settings
+    overrides = settings.banktasks_time_limits
     for plugin, specs in plugin_set.calls("register_tasks"):
         for spec in specs:
             if not isinstance(spec, TaskDef):
@@ -396,6 +435,10 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
             if name in bound:
                 raise ConfigError(f"plugin {plugin!r}: task {name} is registered twice")
             spec.name = name
+            try:
+                limits = task_limits(name, spec.options, settings.default_time_limits, overrides)
+            except ValueError as exc:
+                raise ConfigError(f"plugin {plugin!r}: {exc}") from None
             options = {
                 "route_queue": spec.queue or plugin,
                 "acks_late": spec.acks_late,
@@ -405,6 +448,8 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 "track_started": False,
                 **spec.retry.celery_options(),
                 **spec.options,
+                "soft_time_limit": limits.soft,
+                "time_limit": limits.hard,
             }
             app.task(
                 _runner(spec),
@@ -418,6 +463,12 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 **options,
             )
             bound[name] = spec
+    unknown = sorted(set(overrides) - set(bound))
+    if unknown:
+        raise ConfigError(
+            f"BANKTASKS_TIME_LIMITS names {', '.join(unknown)}: no such task; "
+            f"tasks: {', '.join(sorted(bound)) or '-'}"
+        )
     return bound
 
 
@@ -460,18 +511,22 @@ def _beat_schedule(
     return schedule
 
 
-def _visibility_timeout(specs: dict[str, TaskDef], configured: int | None = None) -> int:
+def _visibility_timeout(
+    specs: dict[str, TaskDef], hard_limits: dict[str, int], configured: int | None = None
+) -> int:
     """BROKER_VISIBILITY_TIMEOUT, else one that exceeds every retry wait and time limit."""
     longest = max((s.retry.longest_wait for s in specs.values()), default=0)
-    limits = max((int(s.options.get("time_limit") or 0) for s in specs.values()), default=0)
+    limit, task_name = max(((v, k) for k, v in hard_limits.items()), default=(0, ""))
     if configured is not None:
-        if configured <= limits:
+        if configured <= limit:
             raise ConfigError(
                 f"BROKER_VISIBILITY_TIMEOUT={configured}: must be longer than the longest task "
-                f"time limit ({limits}s), or a running task is redelivered and runs twice"
+                f"time limit ({limit} s, {task_name}), or a running task is redelivered and runs "
+                "twice; raise it, or lower the time limits (BANKTASKS_TIME_LIMIT, "
+                "BANKTASKS_SOFT_TIME_LIMIT, BANKTASKS_TIME_LIMITS)"
             )
         return configured
-    return max(MIN_VISIBILITY_TIMEOUT, 2 * longest + limits + 60)
+    return max(MIN_VISIBILITY_TIMEOUT, 2 * longest + limit + 60)
 
 
 def _transport_options(visibility_timeout: int) -> dict[str, Any]:
@@ -565,7 +620,11 @@ def create_app(
         task_routes={name: {"queue": queue} for name, queue in routes.items()},
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(
-            _visibility_timeout(specs, settings.broker_visibility_timeout)
+            _visibility_timeout(
+                specs,
+                {name: app.tasks[name].time_limit for name in specs},
+                settings.broker_visibility_timeout,
+            )
         ),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         # A result stored while the broker restarts is retried (30 times, waits up to 10 s:

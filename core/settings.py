@@ -33,6 +33,8 @@ from pydantic_settings import (
 
 from core.errors import ConfigError
 from core.logging import SECRET_KEY, get_logger, mask_url_password
+from core.timelimits import TimeLimits
+from core.timelimits import parse_overrides as parse_time_limit_overrides
 from core.validators import is_loopback
 
 
@@ -45,6 +47,11 @@ def split_commas(value: Any) -> Any:
 
 CommaList = Annotated[list[str] | None, NoDecode, BeforeValidator(split_commas)]
 """A setting given as a comma-separated list (`ACME_RULES=first,second`)."""
+
+TimeLimitOverrides = Annotated[
+    dict[str, TimeLimits], NoDecode, BeforeValidator(parse_time_limit_overrides)
+]
+"""BANKTASKS_TIME_LIMITS: `task=soft/hard` seconds, comma-separated."""
 
 
 class DictSource(PydanticBaseSettingsSource):
@@ -139,6 +146,30 @@ class Settings(_LayeredSettings):
         "(Redis transport); unset: computed from the retry policies, at least 3600",
     )
 
+    banktasks_soft_time_limit: int = Field(
+        300,
+        ge=1,
+        description="Soft time limit in seconds of a task whose plugin sets none: the task "
+        "is stopped cleanly (TaskTimeLimitExceeded, recorded as its failure, not retried)",
+    )
+    banktasks_time_limit: int = Field(
+        360,
+        ge=2,
+        description="Hard time limit in seconds of a task whose plugin sets none: its pool "
+        "process is killed and replaced; must be longer than BANKTASKS_SOFT_TIME_LIMIT",
+    )
+    banktasks_time_limits: TimeLimitOverrides = Field(
+        default_factory=dict,
+        description="Time limits of single tasks, over their plugins' and the defaults: "
+        "`task=soft/hard` seconds, comma-separated (`acme.nightly_import=600/660`)",
+    )
+    banktasks_slow_task_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A run that takes more than this share of its task's soft time limit is "
+        "logged as slow (`task.slow`, a warning)",
+    )
     banktasks_max_message_bytes: int = Field(
         1_048_576,
         ge=1024,
@@ -211,6 +242,21 @@ class Settings(_LayeredSettings):
                 "percent-encode it as %40"
             )
         return value
+
+    @model_validator(mode="after")
+    def _default_limits(self) -> Settings:
+        if self.banktasks_soft_time_limit >= self.banktasks_time_limit:
+            raise ValueError(
+                f"BANKTASKS_SOFT_TIME_LIMIT={self.banktasks_soft_time_limit} must be shorter "
+                f"than BANKTASKS_TIME_LIMIT={self.banktasks_time_limit} (the soft limit stops a "
+                "task cleanly before the hard one kills it)"
+            )
+        return self
+
+    @property
+    def default_time_limits(self) -> TimeLimits:
+        """The limits of a task whose plugin sets none."""
+        return TimeLimits(self.banktasks_soft_time_limit, self.banktasks_time_limit)
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:

@@ -25,12 +25,20 @@ from datetime import datetime
 from typing import Any
 
 import click
+from celery.exceptions import TimeLimitExceeded
 from pydantic_core import to_jsonable_python
 from sqlalchemy import JSON, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import TaskArgumentError, current, current_app, get_logger, hookimpl
+from core import (
+    TaskArgumentError,
+    TaskTimeLimitExceeded,
+    current,
+    current_app,
+    get_logger,
+    hookimpl,
+)
 from core.db import Base, UTCDateTime, utcnow
 from core.logging import redact_text
 from core.poison import MALFORMED as MALFORMED
@@ -44,6 +52,7 @@ log = get_logger(__name__)
 EXHAUSTED = "retries exhausted"
 PERMANENT = "permanent error"
 INVALID = "invalid arguments"
+TIME_LIMIT = "time limit"
 REJECTED = frozenset(REASONS)
 """The reasons of messages set aside unread: there is no task to retry."""
 UNKNOWN = "unknown"
@@ -88,9 +97,12 @@ class FailedTask(Base):
 
 
 def classify(task: Any, exc: BaseException) -> str:
-    """Why the task failed for good: invalid arguments, retries exhausted, or permanent."""
+    """Why the task failed for good: invalid arguments, a time limit, retries exhausted,
+    or permanent."""
     if isinstance(exc, TaskArgumentError):
         return INVALID
+    if isinstance(exc, TaskTimeLimitExceeded | TimeLimitExceeded):
+        return TIME_LIMIT
     retry_on = tuple(getattr(task, "autoretry_for", ()) or ())
     if retry_on and isinstance(exc, retry_on):
         return EXHAUSTED

@@ -62,6 +62,8 @@ def test_broker_crash_and_restart_while_busy(e2e, figures):
     e2e.set(
         EXPORT_SUBMIT_LIMIT_PER_MINUTE="0",
         BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY),
+        BANKTASKS_SOFT_TIME_LIMIT="20",  # time limits below the visibility timeout
+        BANKTASKS_TIME_LIMIT="25",
         SMTP_TIMEOUT="1",
     )
     var = Path(e2e.env["BANKTASKS_VAR_DIR"])

@@ -68,6 +68,8 @@ def succeeded_runs(logs: str) -> Counter[str]:
 def test_ten_thousand_tasks_with_a_worker_killed_midway(e2e, figures):
     e2e.set(
         BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY),
+        BANKTASKS_SOFT_TIME_LIMIT="20",  # time limits below the visibility timeout
+        BANKTASKS_TIME_LIMIT="25",
         SMTP_TIMEOUT="1",  # e-mail leases of 70 s: covered by 5 retries of 15 s
         EXPORT_SUBMIT_LIMIT_PER_MINUTE="0",
         BANKTASKS_PLUGINS="health,notifications,export,fraud",

@@ -65,6 +65,9 @@ def test_a_delay_beyond_the_visibility_timeout_is_refused(make_app, figures):
 
 def test_a_visibility_timeout_too_short_for_the_outbox_is_refused(make_app, monkeypatch):
     monkeypatch.setenv("BROKER_VISIBILITY_TIMEOUT", "30")
+    # time limits below the timeout (else start-up stops on those first, see test_time_limits)
+    monkeypatch.setenv("BANKTASKS_SOFT_TIME_LIMIT", "15")
+    monkeypatch.setenv("BANKTASKS_TIME_LIMIT", "20")
     with pytest.raises(ConfigError, match=r"BROKER_VISIBILITY_TIMEOUT=30 is too short .* 64"):
         make_app()  # e-mail leases of 160 s (SMTP_TIMEOUT=10) vs 5 retries of 15 s at most
     monkeypatch.setenv("SMTP_TIMEOUT", "1")  # 70 s leases: fits
@@ -76,6 +79,8 @@ def test_a_visibility_timeout_too_short_for_the_outbox_is_refused(make_app, monk
 
 def test_retry_waits_stay_below_a_short_visibility_timeout(make_app, monkeypatch):
     monkeypatch.setenv("BROKER_VISIBILITY_TIMEOUT", "20")
+    monkeypatch.setenv("BANKTASKS_SOFT_TIME_LIMIT", "10")
+    monkeypatch.setenv("BANKTASKS_TIME_LIMIT", "15")
     monkeypatch.setenv("BANKTASKS_PLUGINS", "export")
     app = make_app()
     options = app.conf.broker_transport_options
@@ -122,6 +127,8 @@ def test_what_the_refusal_prevents(e2e, figures):
     e2e.set(
         BANKTASKS_PLUGINS="export",
         BROKER_VISIBILITY_TIMEOUT=str(visibility),
+        BANKTASKS_SOFT_TIME_LIMIT="5",
+        BANKTASKS_TIME_LIMIT="8",
         EXPORT_SUBMIT_LIMIT_PER_MINUTE="0",
     )
     app = e2e.app()
