@@ -26,7 +26,7 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
         TaskArgumentError,
         UnknownTaskError,
     )
-    from core.factory import BanktasksCelery, BanktasksTask, create_app
+    from core.factory import SENT_AT_HEADER, BanktasksCelery, BanktasksTask, create_app
     from core.logging import get_logger
     from core.markers import hookimpl, hookspec
     from core.plugins import Contribution, HookOutcome, PluginSet
@@ -53,6 +53,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "SENT_AT_HEADER",
     "BanktasksCelery",
     "BanktasksError",
     "BanktasksTask",

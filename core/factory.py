@@ -50,6 +50,8 @@ closed_transport_is_a_connection_error()  # a kombu workaround, see its docstrin
 
 DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
+SENT_AT_HEADER = "banktasks_sent_at"
+"""Message header: when the message was sent (Unix time, seconds; every send, retries too)."""
 _log = get_logger("banktasks.task")
 BEAT_LOCK_TIMEOUT = 60
 TASK_ID = re.compile(r"\S{1,64}")
@@ -679,6 +681,12 @@ def _connect_signals(app: BanktasksCelery) -> None:
                 kwargs=kwargs or {},
             )
 
+    def stamp_sent_at(sender: Any = None, headers: Any = None, **_: Any) -> None:
+        # every message of this app's tasks (sent, retried, chained, from beat) says when
+        # it was sent: queue wait and backlog age are measured from it
+        if isinstance(headers, dict) and isinstance(app.tasks.get(sender), BanktasksTask):
+            headers[SENT_AT_HEADER] = time.time()
+
     frozen = False
 
     def freeze_before_first_fork(**_: Any) -> None:
@@ -699,6 +707,7 @@ def _connect_signals(app: BanktasksCelery) -> None:
         (signals.celeryd_init, start_broker),
         (signals.beat_init, start_broker),
         (signals.task_failure, task_failed),
+        (signals.before_task_publish, stamp_sent_at),
         (signals.worker_before_create_process, freeze_before_first_fork),
         (signals.worker_process_init, fresh_connections_after_fork),
     ]
