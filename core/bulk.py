@@ -32,6 +32,7 @@ from celery.utils import uuid
 from kombu.utils.json import dumps as kombu_dumps
 
 from core.errors import TaskArgumentError
+from core.priority import check_priority
 from core.ratelimit import SubmitLimit, take_submissions
 
 DEFAULT_BATCH_SIZE = 1000
@@ -64,6 +65,7 @@ def check_bulk_options(task_name: str, options: Mapping[str, Any], batch_size: i
             f"{task_name}: delay_many does not take {', '.join(unknown)}; it takes "
             f"{', '.join(sorted(ALLOWED_OPTIONS))}"
         )
+    check_priority(task_name, options.get("priority"))
     if type(batch_size) is not int or batch_size < 1:
         raise TaskArgumentError(f"{task_name}: batch_size={batch_size!r} is not a whole number ≥ 1")
 

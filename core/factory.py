@@ -32,6 +32,7 @@ from core.kombu_fixes import closed_transport_is_a_connection_error
 from core.logging import SECRET_KEY, configure_logging, get_logger, redact_value
 from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.poison import install_poison_guard
+from core.priority import STEPS, check_priority
 from core.ratelimit import check_submission, effective_limit
 from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
@@ -367,6 +368,7 @@ class BanktasksCelery(Celery):
                 f"{task.name}: task_id={task_id!r:.80} is not 1 to 64 printable characters "
                 "without spaces; a worker would refuse the message"
             )
+        check_priority(task.name, options.get("priority"))
         if retrying or _sent_by_celery():
             args, kwargs = tuple(args or ()), dict(kwargs or {})
         else:
@@ -439,6 +441,7 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
             spec.name = name
             try:
                 limits = task_limits(name, spec.options, settings.default_time_limits, overrides)
+                check_priority(f"@task {name}", spec.options.get("priority"))
             except ValueError as exc:
                 raise ConfigError(f"plugin {plugin!r}: {exc}") from None
             options = {
@@ -449,7 +452,8 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
                 # task); long tasks ask for it with @task(track_started=True).
                 "track_started": False,
                 **spec.retry.celery_options(),
-                **spec.options,
+                # a task's default priority goes in its route (Celery deprecates the attribute)
+                **{k: v for k, v in spec.options.items() if k != "priority"},
                 "soft_time_limit": limits.soft,
                 "time_limit": limits.hard,
             }
@@ -472,6 +476,12 @@ def _bind_tasks(app: BanktasksCelery, plugin_set: PluginSet) -> dict[str, TaskDe
             f"tasks: {', '.join(sorted(bound)) or '-'}"
         )
     return bound
+
+
+def _route(queue: str, spec: TaskDef) -> dict[str, Any]:
+    """A task's route: its queue, and its default priority if it declares one."""
+    priority = spec.options.get("priority")
+    return {"queue": queue} if priority is None else {"queue": queue, "priority": priority}
 
 
 def _beat_schedule(
@@ -541,6 +551,7 @@ def _transport_options(visibility_timeout: int) -> dict[str, Any]:
     interval = min(10, sweep)
     return {
         "visibility_timeout": visibility_timeout,
+        "priority_steps": STEPS,
         "unacked_restore_interval": interval,
         "unacked_restore_throttle": max(1, sweep // interval),
         "unacked_mutex_expire": min(300, visibility_timeout // 2),
@@ -619,7 +630,7 @@ def create_app(
         task_send_sent_event=settings.banktasks_task_events,
         task_default_queue=DEFAULT_QUEUE,
         task_queues=[Queue(q) for q in queues],
-        task_routes={name: {"queue": queue} for name, queue in routes.items()},
+        task_routes={name: _route(queue, specs[name]) for name, queue in routes.items()},
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(
             _visibility_timeout(
