@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = {
     "deadletters": "core.default_plugins.deadletters",
     "flower": "core.default_plugins.flower",
     "demo": "core.default_plugins.demo",
+    "schedules": "core.default_plugins.schedules",
 }
 log = get_logger(__name__)
 

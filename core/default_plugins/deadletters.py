@@ -15,23 +15,31 @@ A message the worker set aside unread (not a task message it can run: see
 "malformed message", "oversized message" or "unknown task": one row per message
 (its task id, else the sha256 of the message), with what was wrong and its first
 bytes (redacted). There is no task to retry for those.
+
+For health's `register_health_checks` it adds the check `dead_letters`: degraded
+when more than `DEADLETTERS_HEALTH_MAX_NEW` dead letters (default 0: any) arrived in
+the last `DEADLETTERS_HEALTH_WINDOW_MINUTES` (default 60, twice the period of the
+scheduled health check, so each one is seen). It returns a plain dict: health is
+not imported.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
 from celery.exceptions import TimeLimitExceeded
+from pydantic import Field
 from pydantic_core import to_jsonable_python
-from sqlalchemy import JSON, Integer, String, Text, select
+from sqlalchemy import JSON, Integer, String, Text, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import (
+    PluginSettings,
     TaskArgumentError,
     TaskTimeLimitExceeded,
     current,
@@ -61,6 +69,30 @@ TRUNCATED = "__truncated__"
 """The only key of stored arguments that were too big to keep: {TRUNCATED: {json_bytes, limit}}."""
 MAX_ERROR_CHARS = 6000
 REJECTED_KEY_PREFIX = "rejected:"
+CHECK_NAME = "dead_letters"
+
+
+class DeadLettersSettings(PluginSettings):
+    """Thresholds of the health check `dead_letters`."""
+
+    health_window_minutes: int = Field(
+        60,
+        ge=1,
+        le=366 * 24 * 60,
+        description=(
+            "The health check `dead_letters` counts dead letters stored in the last this "
+            "many minutes (1 to 527040: a year); keep it longer than the period of the "
+            "scheduled health check so that none goes unseen"
+        ),
+    )
+    health_max_new: int = Field(
+        0,
+        ge=0,
+        description=(
+            "More new dead letters than this within DEADLETTERS_HEALTH_WINDOW_MINUTES make "
+            "the health check `dead_letters` degraded (default 0: any new one)"
+        ),
+    )
 
 
 class FailedTask(Base):
@@ -288,3 +320,57 @@ def failed_retry(failed_ids: tuple[int, ...]) -> None:
 def register_commands(cli: click.Group) -> None:
     """`banktasks failed list|retry`."""
     cli.add_command(failed_group)
+
+
+@hookimpl
+def register_settings() -> tuple[str, type[DeadLettersSettings]]:
+    """`DEADLETTERS_HEALTH_WINDOW_MINUTES`, `DEADLETTERS_HEALTH_MAX_NEW`."""
+    return "deadletters", DeadLettersSettings
+
+
+class NewDeadLettersCheck:
+    """Health check `dead_letters`: new dead letters within a window, above a threshold."""
+
+    name = CHECK_NAME
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        """Count dead letters stored since `ctx.now` minus the window (this plugin's
+        settings, `ctx.settings`); more than DEADLETTERS_HEALTH_MAX_NEW → degraded."""
+        window = ctx.settings.health_window_minutes
+        allowed = ctx.settings.health_max_new
+        since = ctx.now - timedelta(minutes=window)
+        query = select(func.count(), func.max(FailedTask.failed_at)).where(
+            FailedTask.failed_at >= since
+        )
+        with ctx.db.session() as session:
+            count, newest = session.execute(query).one()
+            by_task = session.execute(
+                select(FailedTask.task_name, func.count())
+                .where(FailedTask.failed_at >= since)
+                .group_by(FailedTask.task_name)
+                .order_by(func.count().desc(), FailedTask.task_name)
+                .limit(5)
+            ).all()
+        if count <= allowed:
+            return {
+                "status": "ok",
+                "detail": f"{count} dead letter(s) in the last {window} min (at most {allowed})",
+                "value": int(count),
+                "threshold": allowed,
+            }
+        tasks = ", ".join(f"{name}: {n}" for name, n in by_task)
+        return {
+            "status": "degraded",
+            "detail": (
+                f"{count} dead letter(s) in the last {window} min, more than {allowed} "
+                f"(newest {newest.isoformat()}; {tasks}); see `banktasks failed list`"
+            ),
+            "value": int(count),
+            "threshold": allowed,
+        }
+
+
+@hookimpl
+def register_health_checks() -> list[Any]:
+    """Health's hook: the `dead_letters` check."""
+    return [NewDeadLettersCheck()]

@@ -1,4 +1,5 @@
-"""health: database, broker and pending-transaction checks, plus any check a plugin adds.
+"""health: database, broker, queue backlog and pending-transaction checks, plus any check a
+plugin adds.
 
 Public surface (what other packages may import from `plugins.health`; a plugin
 that adds a check needs none of it, since its check may return a plain dict):
@@ -6,7 +7,8 @@ that adds a check needs none of it, since its check may return a plain dict):
 - `HealthCheck` (protocol of a check), `CheckContext` (what `run(ctx)` gets:
   `app`, `db`, `now`, `timeout` and `settings`, the registering plugin's own
   settings), `CheckResult`, `STATUSES` and `worst()`, defined in `plugins.health.api`;
-- the built-in checks `DatabaseCheck`, `BrokerCheck`, `PendingTransactionsCheck`;
+- the built-in checks `DatabaseCheck`, `BrokerCheck`, `QueueBacklogCheck`,
+  `PendingTransactionsCheck`;
 - `HealthSettings`; `run_checks(app)` (run every check now, in this process);
 - the task `system_health_check` (`health.system_health_check`);
 - `hookspecs`: `register_health_checks`.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from plugins.health import hookspecs
 from plugins.health.api import STATUSES, CheckContext, CheckResult, HealthCheck, worst
+from plugins.health.backlog import QueueBacklogCheck
 from plugins.health.checks import BrokerCheck, DatabaseCheck, PendingTransactionsCheck
 from plugins.health.runner import run_checks
 from plugins.health.settings import HealthSettings
@@ -32,6 +35,7 @@ __all__ = [
     "HealthCheck",
     "HealthSettings",
     "PendingTransactionsCheck",
+    "QueueBacklogCheck",
     "hookspecs",
     "run_checks",
     "system_health_check",

@@ -1,4 +1,5 @@
-"""The built-in checks: `database`, `broker` and `pending_transactions`.
+"""The built-in checks: `database`, `broker`, `queue_backlog` (see `plugins.health.backlog`)
+and `pending_transactions`.
 
 They are registered through `register_health_checks()` like any other plugin's
 check, so their context's `settings` are the health plugin's `HealthSettings`.
@@ -8,15 +9,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, text
 
 from core.models import Transaction, TransactionStatus
 from plugins.health.api import CheckContext, CheckResult, HealthCheck
+from plugins.health.backlog import REDIS_SCHEMES, QueueBacklogCheck, redis_client
 from plugins.health.settings import HealthSettings
-
-REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 
 
 def _ms(started: float) -> float:
@@ -86,18 +86,7 @@ class BrokerCheck:
 
     @staticmethod
     def _ping_redis(url: str, timeout: float) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        parts = urlsplit(url)
-        scheme = REDIS_SCHEMES.get(parts.scheme, parts.scheme)
-        client = redis.Redis.from_url(
-            urlunsplit(parts._replace(scheme=scheme)),
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = redis_client(url, timeout)
         try:
             client.ping()
         finally:
@@ -133,7 +122,7 @@ class PendingTransactionsCheck:
         )
 
 
-BUILTIN_CHECKS = (DatabaseCheck, BrokerCheck, PendingTransactionsCheck)
+BUILTIN_CHECKS = (DatabaseCheck, BrokerCheck, QueueBacklogCheck, PendingTransactionsCheck)
 
 
 def builtin_checks() -> list[HealthCheck]:

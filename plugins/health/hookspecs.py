@@ -21,7 +21,7 @@ def register_health_checks() -> list[HealthCheck]:
     is required), or a `plugins.health.CheckResult` for plugins that depend on health.
     Each check runs in its own thread, bounded by `ctx.timeout`; one that raises, hangs
     or returns something else is reported `down`, and the other checks are still
-    reported. The built-in `database`, `broker` and `pending_transactions` checks come
-    through this hook too.
+    reported. The built-in `database`, `broker`, `queue_backlog` and
+    `pending_transactions` checks come through this hook too.
     """
     return []

@@ -1,8 +1,8 @@
 """The health plugin's entry point (`health = "plugins.health.plugin"`).
 
 Implementations of the core hooks (hookspecs, settings, task, schedule, CLI) and
-of health's own `register_health_checks` for the built-in `database`, `broker`
-and `pending_transactions` checks. Health implements no hook owned by another
+of health's own `register_health_checks` for the built-in `database`, `broker`,
+`queue_backlog` and `pending_transactions` checks. Health implements no hook owned by another
 plugin, so it has no `integrations.py`.
 """
 
@@ -31,7 +31,8 @@ def register_hookspecs(pm: Any) -> None:
 
 @hookimpl
 def register_settings() -> tuple[str, type[HealthSettings]]:
-    """HEALTH_PENDING_MAX_AGE_HOURS, HEALTH_CHECK_TIMEOUT_SECONDS (and HEALTH_SCHEDULE)."""
+    """HEALTH_PENDING_MAX_AGE_HOURS, HEALTH_CHECK_TIMEOUT_SECONDS, HEALTH_QUEUE_MAX_LENGTH,
+    HEALTH_QUEUE_MAX_AGE_SECONDS (and HEALTH_SCHEDULE)."""
     return (PLUGIN, HealthSettings)
 
 

@@ -1,5 +1,6 @@
-"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`
-(and `HEALTH_SCHEDULE`, from `core.PluginSettings`)."""
+"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`,
+`HEALTH_QUEUE_MAX_LENGTH`, `HEALTH_QUEUE_MAX_AGE_SECONDS` (and `HEALTH_SCHEDULE`, from
+`core.PluginSettings`)."""
 
 from __future__ import annotations
 
@@ -29,5 +30,22 @@ class HealthSettings(PluginSettings):
         description=(
             "Deadline of each check in seconds (0 < t ≤ 300): a check still running then "
             "is reported down"
+        ),
+    )
+    queue_max_length: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "A queue holding more messages than this makes the `queue_backlog` check "
+            "degraded (messages waiting on the broker, not yet taken by a worker)"
+        ),
+    )
+    queue_max_age_seconds: int = Field(
+        600,
+        ge=1,
+        le=366 * 86400,
+        description=(
+            "A queue whose oldest message has waited longer than this many seconds makes "
+            "the `queue_backlog` check degraded (1 to 31,622,400: a year)"
         ),
     )

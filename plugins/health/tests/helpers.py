@@ -10,7 +10,11 @@ from banktasks_testing import fake_plugin, make_account, make_transaction
 
 TASK = "health.system_health_check"
 SCHEDULE_ENTRY = "system-health-check"
-BUILTIN = {"broker", "database", "pending_transactions"}
+BUILTIN = {"broker", "database", "queue_backlog", "pending_transactions"}
+DEFAULT_PLUGIN_CHECKS = {"dead_letters", "missed_schedules"}
+"""What the default plugins `deadletters` and `schedules` add to every app with health."""
+EVERY_APP = BUILTIN | DEFAULT_PLUGIN_CHECKS
+"""The checks of an app with health alone (and the default plugins)."""
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 

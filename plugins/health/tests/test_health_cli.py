@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from banktasks_testing import free_port
 
-from .helpers import BUILTIN, add_pending
+from .helpers import EVERY_APP, add_pending
 
 
 def invoke(app: Any, *args: str) -> Any:
@@ -32,7 +32,7 @@ def test_health_cli_table_ok_exits_0(app: Any) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split()[:5] == ["CHECK", "STATUS", "VALUE", "THRESHOLD", "MS"]
-    assert {line.split()[0] for line in lines[1:4]} == BUILTIN
+    assert {line.split()[0] for line in lines[1 : 1 + len(EVERY_APP)]} == EVERY_APP
     assert lines[-1].startswith("overall: ok (checked at ")
 
 
@@ -41,7 +41,7 @@ def test_health_cli_json_ok(app: Any) -> None:
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["status"] == "ok"
-    assert set(report["checks"]) == BUILTIN
+    assert set(report["checks"]) == EVERY_APP
 
 
 def test_health_cli_degraded_exits_1(app: Any) -> None:
