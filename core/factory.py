@@ -34,6 +34,7 @@ from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.poison import install_poison_guard
 from core.priority import STEPS, check_priority
 from core.ratelimit import check_submission, effective_limit
+from core.resultcache import cache_key, effective_ttl, lookup, store
 from core.runtime import Runtime
 from core.schedule import OFF_VALUES, Schedule
 from core.settings import (
@@ -290,9 +291,14 @@ def _runner(spec: TaskDef) -> Any:
 
     def run(*args: Any, **kwargs: Any) -> Any:
         model = spec.validate(args, kwargs)
+        cache = _cache_for(spec, model)
+        if cache is not None:
+            hit, value = _cached(*cache)
+            if hit:
+                return value
         started = time.monotonic()
         try:
-            return to_jsonable_python(spec.fn(**spec.call_kwargs(model)))
+            result = to_jsonable_python(spec.fn(**spec.call_kwargs(model)))
         except SoftTimeLimitExceeded:
             from celery import current_task
 
@@ -304,12 +310,50 @@ def _runner(spec: TaskDef) -> Any:
                 f"{elapsed:.1f} s) and is not retried; to give it longer set "
                 f"BANKTASKS_TIME_LIMITS={spec.display_name}=<soft>/<hard> (seconds)"
             ) from None
+        if cache is not None:
+            _keep(*cache, result)
+        return result
 
     run.__name__ = spec.fn.__name__
     run.__qualname__ = spec.fn.__qualname__
     run.__doc__ = spec.fn.__doc__
     run.__module__ = spec.fn.__module__
     return run
+
+
+def _cache_for(spec: TaskDef, model: Any) -> tuple[Any, str, int] | None:
+    """(redis client, key, ttl) when this run's result is cached, else None."""
+    if not spec.cache_ttl or spec.name is None:
+        return None
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    if not getattr(app, "runtime", None) or not app.runtime.settings.banktasks_result_cache:
+        return None
+    plugin_settings = app.runtime.settings_for(spec.name.split(".", 1)[0])
+    ttl = effective_ttl(spec.cache_ttl, plugin_settings)
+    if not ttl:
+        return None
+    key = cache_key(spec.name, spec.cache_version, model.model_dump(mode="json"))
+    return app.redis_client(), key, ttl
+
+
+def _cached(client: Any, key: str, ttl: int) -> tuple[bool, Any]:
+    try:
+        hit, value = lookup(client, key)
+    except Exception as exc:  # the cache never makes a task fail: it runs instead
+        _log.warning("task.cache_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return False, None
+    if hit:
+        _log.info("task.cache_hit")
+    return hit, value
+
+
+def _keep(client: Any, key: str, ttl: int, result: Any) -> None:
+    try:
+        store(client, key, result, ttl)
+    except Exception as exc:
+        _log.warning("task.cache_unavailable", error=f"{type(exc).__name__}: {exc}")
 
 
 class BanktasksCelery(Celery):

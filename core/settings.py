@@ -170,6 +170,11 @@ class Settings(_LayeredSettings):
         description="A run that takes more than this share of its task's soft time limit is "
         "logged as slow (`task.slow`, a warning)",
     )
+    banktasks_result_cache: bool = Field(
+        True,
+        description="Result caching of the tasks that declare it (`@task(cache_ttl=...)`); "
+        "false: every call runs, nothing is read from or stored in the cache",
+    )
     banktasks_max_message_bytes: int = Field(
         1_048_576,
         ge=1024,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from core.errors import NoAppError, TaskArgumentError, UnknownTaskError
 from core.ratelimit import SubmitLimit
+from core.resultcache import ttl_seconds
 from core.retry import NO_RETRY, RetryPolicy
 
 _MAX_SHOWN = 80
@@ -55,6 +57,8 @@ class TaskDef:
         submit_limit: SubmitLimit | None = None,
         check: Callable[..., None] | None = None,
         options: dict[str, Any] | None = None,
+        cache_ttl: int | timedelta | None = None,
+        cache_version: str = "1",
     ) -> None:
         self.fn = fn
         self.__name__ = fn.__name__
@@ -68,6 +72,8 @@ class TaskDef:
         self.submit_limit = submit_limit
         self.check = check
         self.options = dict(options or {})
+        self.cache_ttl = ttl_seconds(fn.__qualname__, cache_ttl)
+        self.cache_version = str(cache_version)
         self.signature = inspect.signature(fn)
         self.args_model = self._build_args_model()
         self.name: str | None = None  # "<plugin>.<function>", set when bound
@@ -192,6 +198,8 @@ def task(
     example: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     submit_limit: SubmitLimit | None = None,
     check: Callable[..., None] | None = None,
+    cache_ttl: int | timedelta | None = None,
+    cache_version: str = "1",
     **celery_options: Any,
 ) -> Any:
     """Declare a plugin task.
@@ -203,7 +211,10 @@ def task(
     function returning one). `submit_limit` caps submissions per argument value
     across all processes (see core.ratelimit). `check(**arguments)` validates
     arguments together (e.g. end after start) in the caller and in the worker:
-    a ValueError it raises becomes a TaskArgumentError. Other keyword arguments
+    a ValueError it raises becomes a TaskArgumentError. `cache_ttl` (seconds or a
+    timedelta) makes identical arguments within it return the stored result without
+    running again — for tasks without effects only; bump `cache_version` when the
+    result changes meaning (see core.resultcache). Other keyword arguments
     (`track_started=True` for a long task whose running state should show as STARTED,
     `time_limit`, `soft_time_limit`, …) go to Celery.
     """
@@ -218,6 +229,8 @@ def task(
             submit_limit=submit_limit,
             check=check,
             options=celery_options,
+            cache_ttl=cache_ttl,
+            cache_version=cache_version,
         )
 
     return wrap(fn) if fn is not None else wrap

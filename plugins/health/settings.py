@@ -1,5 +1,5 @@
 """Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`,
-`HEALTH_QUEUE_MAX_LENGTH`, `HEALTH_QUEUE_MAX_AGE_SECONDS` (and `HEALTH_SCHEDULE`, from
+`HEALTH_RESULT_CACHE_SECONDS`, `HEALTH_QUEUE_MAX_LENGTH`, `HEALTH_QUEUE_MAX_AGE_SECONDS` (and `HEALTH_SCHEDULE`, from
 `core.PluginSettings`)."""
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ class HealthSettings(PluginSettings):
         description=(
             "Deadline of each check in seconds (0 < t ≤ 300): a check still running then "
             "is reported down"
+        ),
+    )
+    result_cache_seconds: int = Field(
+        0,
+        ge=0,
+        le=3600,
+        description=(
+            "A call of `health.system_health_check` within this many seconds of the last "
+            "run returns that run's report (0 to 3600; default 0: every call runs the "
+            "checks; e.g. 15 when dashboards call the task every few seconds)"
         ),
     )
     queue_max_length: int = Field(
