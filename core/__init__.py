@@ -30,6 +30,7 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
     from core.logging import get_logger
     from core.markers import hookimpl, hookspec
     from core.plugins import Contribution, HookOutcome, PluginSet
+    from core.priority import queue_lists
     from core.ratelimit import SubmissionRateLimited, SubmitLimit
     from core.retry import RetryPolicy
     from core.runtime import Runtime, current, current_app
@@ -82,6 +83,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_settings",
+    "queue_lists",
     "session_scope",
     "task",
 ]

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = {
     "flower": "core.default_plugins.flower",
     "demo": "core.default_plugins.demo",
     "schedules": "core.default_plugins.schedules",
+    "metrics": "core.default_plugins.metrics",
 }
 log = get_logger(__name__)
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from core.errors import TaskArgumentError
 
+SEP = "\x06\x16"
+"""kombu's separator between a queue's name and its priority (`<queue>\\x06\\x16<n>`)."""
+
 HIGHEST = 0
 LOWEST = 9
 STEPS = list(range(HIGHEST, LOWEST + 1))
@@ -30,3 +33,18 @@ def check_priority(task_name: str, value: Any) -> int | None:
             f"(runs first) to {LOWEST} (runs last)"
         )
     return value
+
+
+def queue_lists(app: Any) -> dict[str, list[str]]:
+    """Each queue of the app → the Redis lists that hold its messages, highest priority
+    first: `<queue>`, then `<queue>\\x06\\x16<n>` for each priority step n > 0 (kombu's
+    names, with the app's `priority_steps`, `sep` and `global_keyprefix`)."""
+    options = dict(app.conf.broker_transport_options or {})
+    steps = sorted(set(options.get("priority_steps") or STEPS))
+    sep = options.get("sep") or SEP
+    prefix = options.get("global_keyprefix") or ""
+    names = {q.name for q in app.conf.task_queues or ()} | {app.conf.task_default_queue}
+    return {
+        name: [f"{prefix}{name}" + (f"{sep}{step}" if step else "") for step in steps]
+        for name in sorted(names)
+    }

@@ -24,62 +24,8 @@ import click
 from pydantic import Field, field_validator
 
 from core import ConfigError, PluginSettings, get_logger, hookimpl
-from core.validators import is_loopback
+from core.validators import MIN_PASSWORD, is_loopback, weak_login
 
-MIN_PASSWORD = 12
-COMMON_PASSWORDS = frozenset(
-    {
-        "password1234",
-        "password12345",
-        "password123456",
-        "passwordpassword",
-        "password1234!",
-        "passw0rd1234",
-        "p@ssw0rd1234",
-        "p@ssword1234",
-        "mypassword123",
-        "secretpassword",
-        "supersecretpassword",
-        "secret123456",
-        "123456789012",
-        "1234567890123",
-        "12345678901234",
-        "123456789abc",
-        "12345678abcd",
-        "111111111111",
-        "qwertyuiop123",
-        "qwertyuiopasdf",
-        "qwerty123456",
-        "1q2w3e4r5t6y",
-        "1qaz2wsx3edc",
-        "qazwsxedcrfv",
-        "zaq12wsxcde3",
-        "abcdefghijkl",
-        "abcdefghijklmnop",
-        "abc123abc123",
-        "abcd1234abcd",
-        "administrator",
-        "administrator1",
-        "admin1234567",
-        "adminadminadmin",
-        "adminpassword",
-        "changemechangeme",
-        "changeme1234",
-        "changeme12345",
-        "letmeinletmein",
-        "iloveyou1234",
-        "welcome12345",
-        "welcome123456",
-        "trustno1trustno1",
-        "correcthorsebatterystaple",
-        "flowerpassword",
-        "flowerflower",
-        "celeryflower",
-        "banktasks123",
-        "banktasks1234",
-        "monitoring123",
-    }
-)
 """Passwords of 12 characters or more that lists of leaked passwords rank high."""
 
 _patched = False
@@ -116,27 +62,6 @@ class FlowerSettings(PluginSettings):
             if not sep or not user or not password:
                 raise ValueError("expected user:password (several separated by commas)")
         return value
-
-
-def weak_login(pairs: list[str], where: str = "FLOWER_BASIC_AUTH") -> str | None:
-    """Why production refuses these `user:password` pairs, in one line; None if it does not.
-    The line never shows a password (nor a user name: it may be a misplaced password)."""
-    for index, pair in enumerate(pairs, 1):
-        user, _, password = pair.partition(":")
-        reason = None
-        if len(password) < MIN_PASSWORD:
-            reason = f"is shorter than {MIN_PASSWORD} characters"
-        elif password.lower() == user.lower():
-            reason = "is the same as the user name"
-        elif password.lower() in COMMON_PASSWORDS or len(set(password)) < 5:
-            reason = "is a common password"
-        if reason:
-            which = f" (pair {index} of {len(pairs)})" if len(pairs) > 1 else ""
-            return (
-                f"{where}{which}: the password {reason}, refused when BANKTASKS_ENV=production; "
-                f"use at least {MIN_PASSWORD} random characters (e.g. `openssl rand -base64 18`)"
-            )
-    return None
 
 
 def plain_http_problem(address: str, settings: FlowerSettings) -> str | None:
@@ -241,7 +166,7 @@ def configure_app(app: Any, settings: Any) -> None:
                 "FLOWER_BASIC_AUTH=admin:admin is refused when BANKTASKS_ENV=production; "
                 f"set a strong user:password (at least {MIN_PASSWORD} random characters)"
             )
-        problem = weak_login(ours.basic_auth.split(","))
+        problem = weak_login(ours.basic_auth.split(","), "FLOWER_BASIC_AUTH")
         if problem:
             raise ConfigError(problem)
     if "flower" in sys.argv[1:]:

@@ -1,10 +1,12 @@
-"""What fraud contributes to hooks other plugins own: a report section and a health check.
+"""What fraud contributes to hooks other plugins own: a report section, a health check
+and metrics.
 
-reports' `register_report_sections(report_date)` and health's
-`register_health_checks()`. When reports or health is disabled (or not
-installed) these implementations are simply never called. No other plugin is
-imported: the health check returns a plain dict `{"status", "detail", "value",
-"threshold"}` and reads its threshold from the context it is given.
+reports' `register_report_sections(report_date)`, health's
+`register_health_checks()` and the metrics default plugin's `collect_metrics(ctx)`.
+When reports, health or metrics is disabled (or not installed) these
+implementations are simply never called. No other plugin is imported: the health
+check returns a plain dict `{"status", "detail", "value", "threshold"}` and reads
+its threshold from the context it is given; the metrics are plain dicts too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from core import hookimpl, session_scope
 from plugins.fraud.lifecycle import CLOSED
 from plugins.fraud.models import FraudAlert
+from plugins.fraud.rules import collect_rules, select_rules
 
 CHECK_NAME = "fraud_unresolved_alerts"
 
@@ -98,6 +101,65 @@ class UnresolvedAlertsCheck:
 def register_report_sections(report_date: date) -> tuple[str, dict[str, Any]]:
     """Reports' hook: the `fraud` section, alerts opened on `report_date` (UTC)."""
     return report_section(report_date)
+
+
+def alert_samples(session: Any, rules: dict[str, str]) -> list[dict[str, Any]]:
+    """`alerts_total{rule, severity}` (every alert ever created: rows are never deleted)
+    and `alerts_unresolved{rule}` (open or investigating). `rules` (selected rule → its
+    severity) appear with 0 before their first alert."""
+    counts = session.execute(
+        select(FraudAlert.rule, FraudAlert.severity, FraudAlert.status, func.count()).group_by(
+            FraudAlert.rule, FraudAlert.severity, FraudAlert.status
+        )
+    ).all()
+    created: dict[tuple[str, str], int] = {}
+    unresolved = dict.fromkeys(rules, 0)
+    closed = {s.value for s in CLOSED}
+    for rule, severity, status, count in counts:
+        created[(rule, severity)] = created.get((rule, severity), 0) + count
+        if status not in closed:
+            unresolved[rule] = unresolved.get(rule, 0) + count
+    seen = {rule for rule, _ in created}
+    samples = [
+        {
+            "name": "alerts",
+            "type": "counter",
+            "help": "Fraud alerts created, by rule and severity",
+            "labels": {"rule": rule, "severity": severity},
+            "value": count,
+        }
+        for (rule, severity), count in sorted(created.items())
+    ]
+    samples += [
+        {
+            "name": "alerts",
+            "type": "counter",
+            "help": "Fraud alerts created, by rule and severity",
+            "labels": {"rule": rule, "severity": severity},
+            "value": 0,
+        }
+        for rule, severity in sorted(rules.items())
+        if rule not in seen
+    ]
+    samples += [
+        {
+            "name": "alerts_unresolved",
+            "help": "Fraud alerts open or under investigation, by rule",
+            "labels": {"rule": rule},
+            "value": count,
+        }
+        for rule, count in sorted(unresolved.items())
+    ]
+    return samples
+
+
+@hookimpl
+def collect_metrics(ctx: Any) -> list[dict[str, Any]]:
+    """Metrics' hook (at scrape time): fraud alerts by rule and severity, unresolved by rule."""
+    selected = select_rules(collect_rules(ctx.app.runtime.plugins), ctx.settings)
+    rules = {c.name: str(getattr(c.obj, "severity", "unknown")) for c in selected}
+    with ctx.db.session() as session:
+        return alert_samples(session, rules)
 
 
 @hookimpl

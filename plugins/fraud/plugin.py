@@ -2,7 +2,7 @@
 
 Core hooks (hookspecs, settings, tasks, schedule, start-up check, CLI), its own
 `register_fraud_rules` (the built-in rules), and, re-exported from
-`plugins.fraud.integrations`, the hooks of reports and health it implements.
+`plugins.fraud.integrations`, the hooks of reports, health and metrics it implements.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from plugins.fraud import hookspecs
 from plugins.fraud.api import Rule
 from plugins.fraud.builtin import BUILTIN_RULES
 from plugins.fraud.cli import add_commands
-from plugins.fraud.integrations import register_health_checks, register_report_sections
+from plugins.fraud.integrations import (
+    collect_metrics,
+    register_health_checks,
+    register_report_sections,
+)
 from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
 from plugins.fraud.tasks import (
@@ -85,6 +89,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 __all__ = [
+    "collect_metrics",
     "configure_app",
     "register_commands",
     "register_fraud_rules",

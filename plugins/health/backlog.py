@@ -21,14 +21,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from core import SENT_AT_HEADER, queue_lists
 from plugins.health.api import CheckContext, CheckResult
 from plugins.health.settings import HealthSettings
 
-SENT_AT_HEADER = "banktasks_sent_at"
-"""The header the core stamps on every message: when it was sent, in seconds since the epoch."""
 TRACKED_KEY = "banktasks:health:backlog"
-PRIORITY_SEP = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport defaults
 REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 
 
@@ -56,19 +53,6 @@ class QueueBacklog:
     length: int = 0
     oldest_seconds: float | None = None
     lists: list[str] = field(default_factory=list)
-
-
-def queue_lists(app: Any) -> dict[str, list[str]]:
-    """Each queue of the app → the Redis lists that hold its messages (priorities included)."""
-    options = dict(app.conf.broker_transport_options or {})
-    steps = options.get("priority_steps") or PRIORITY_STEPS
-    sep = options.get("sep") or PRIORITY_SEP
-    prefix = options.get("global_keyprefix") or ""
-    names = {q.name for q in app.conf.task_queues or ()} | {app.conf.task_default_queue}
-    return {
-        name: [f"{prefix}{name}" + (f"{sep}{step}" if step else "") for step in sorted(set(steps))]
-        for name in sorted(names)
-    }
 
 
 def _headers(raw: bytes) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
-"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`, `HEALTH_CHECK_TIMEOUT_SECONDS`,
-`HEALTH_RESULT_CACHE_SECONDS`, `HEALTH_QUEUE_MAX_LENGTH`, `HEALTH_QUEUE_MAX_AGE_SECONDS` (and `HEALTH_SCHEDULE`, from
-`core.PluginSettings`)."""
+"""Settings of the health plugin: `HEALTH_PENDING_MAX_AGE_HOURS`,
+`HEALTH_CHECK_TIMEOUT_SECONDS`, `HEALTH_RESULT_CACHE_SECONDS`, `HEALTH_QUEUE_MAX_LENGTH`,
+`HEALTH_QUEUE_MAX_AGE_SECONDS` (and `HEALTH_SCHEDULE`, from `core.PluginSettings`)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,16 @@
-"""Implementations of hooks owned by other plugins: reports, fraud and export.
+"""Implementations of hooks owned by other plugins: reports, fraud, export and metrics.
 
-Each one reserves its event's outbox row and queues a task with `.delay()`
+Each event hook reserves its event's outbox row and queues a task with `.delay()`
 (`events.queue_event_email`), so the e-mail is retried on its own, apart from the
 task that called the hook, and no caller's key can stand in for it. They use only
 the attributes of the object the hook passes (documented by the owner's hookspec)
 and never import the owner: when reports, fraud or export is disabled they are
 simply never called.
+
+For the metrics default plugin: `register_metrics` declares the worker counter
+`banktasks_notifications_emails_queued_total{event}` (counted by the event hooks
+here), and `collect_metrics` reports the outbox by outcome at scrape time. With
+metrics disabled neither is called and nothing is counted.
 """
 
 from __future__ import annotations
@@ -14,11 +19,58 @@ import html
 import json
 from typing import Any
 
+from sqlalchemy import func, select
+
 from core import get_logger, hookimpl
 from core.logging import redact_value
 from plugins.notifications.events import queue_event_email
+from plugins.notifications.models import OutboxEntry, OutboxStatus
 
 log = get_logger(__name__)
+METRICS: dict[str, Any] = {}
+"""The worker metrics declared through `register_metrics` (empty outside a worker)."""
+
+
+def count_queued(event: str) -> None:
+    """One more event e-mail queued (a no-op when metrics are off or not in a worker)."""
+    queued = METRICS.get("queued")
+    if queued is not None:
+        queued.inc(event=event)
+
+
+@hookimpl
+def register_metrics(metrics: Any) -> None:
+    """Metrics' hook (in each worker): `emails_queued_total{event}`."""
+    METRICS["queued"] = metrics.counter(
+        "emails_queued",
+        "Event e-mails queued by this plugin's hooks, by event "
+        "(daily-report, fraud-alert, export-ready)",
+        labels=["event"],
+    )
+
+
+@hookimpl
+def collect_metrics(ctx: Any) -> list[dict[str, Any]]:
+    """Metrics' hook (at scrape time): `emails{status, kind}`, the outbox rows by outcome
+    (sent, failed for good, pending: waiting or being retried); every outcome appears."""
+    query = select(OutboxEntry.status, OutboxEntry.kind, func.count()).group_by(
+        OutboxEntry.status, OutboxEntry.kind
+    )
+    with ctx.db.session() as session:
+        rows = session.execute(query).all()
+    counts = {(status.value, kind): 0 for status in OutboxStatus for kind in ("admin", "user")}
+    for status, kind, count in rows:
+        counts[(status, kind)] = int(count)
+    return [
+        {
+            "name": "emails",
+            "help": "E-mails in the outbox by outcome (sent, failed, pending) and kind "
+            "(admin, user)",
+            "labels": {"status": status, "kind": kind},
+            "value": count,
+        }
+        for (status, kind), count in sorted(counts.items())
+    ]
 
 
 @hookimpl
@@ -44,6 +96,7 @@ def on_report_generated(report: Any) -> dict[str, str]:
     result = queue_event_email(
         f"daily-report:{day}", subject=f"Daily report {day}", text=summary, html=html_body
     )
+    count_queued("daily-report")
     log.info("report_email_queued", report_date=str(day), task_id=result.id)
     return {"queued": result.id}
 
@@ -83,6 +136,7 @@ def on_fraud_alert(alert: Any) -> dict[str, str]:
         text=text,
         html=html_body,
     )
+    count_queued("fraud-alert")
     log.info("fraud_alert_email_queued", alert_id=alert.id, task_id=result.id)
     return {"queued": result.id}
 
@@ -117,6 +171,7 @@ def on_export_ready(export: Any) -> dict[str, str]:
         text=text,
         html=html_body,
     )
+    count_queued("export-ready")
     log.info("export_email_queued", export_id=export.id, task_id=result.id)
     return {"queued": result.id}
 

@@ -3,7 +3,8 @@
 Core hooks: `register_hookspecs`, `register_settings`, `register_tasks`,
 `configure_app`, `register_commands`. Its own hook: `register_notification_channels`
 (the built-in smtp, file and console channels). The hooks owned by reports, fraud
-and export are implemented in `integrations.py` and re-exported here.
+and export, and the metrics default plugin's `register_metrics`/`collect_metrics`,
+are implemented in `integrations.py` and re-exported here.
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ from plugins.notifications.api import Channel
 from plugins.notifications.channels import PLUGIN, builtin_channels, get_channel
 from plugins.notifications.cli import outbox_command
 from plugins.notifications.integrations import (
+    collect_metrics,
     on_export_ready,
     on_fraud_alert,
     on_report_generated,
+    register_metrics,
 )
 from plugins.notifications.sending import MAX_RETRIES, lease_for
 from plugins.notifications.settings import NotificationsSettings
 from plugins.notifications.tasks import send_admin_email, send_email_notification
 
 __all__ = [
+    "collect_metrics",
     "configure_app",
     "on_export_ready",
     "on_fraud_alert",
     "on_report_generated",
     "register_commands",
     "register_hookspecs",
+    "register_metrics",
     "register_notification_channels",
     "register_settings",
     "register_tasks",

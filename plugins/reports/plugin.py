@@ -2,7 +2,8 @@
 
 Implementations of the core hooks (hookspecs, settings, task, schedule, start-up
 check, CLI) and of reports' own `register_report_formats` for the built-in json,
-csv and html formats. Reports implements no hook owned by another plugin.
+csv and html formats; re-exported from `plugins.reports.integrations`, the metrics
+default plugin's `collect_metrics` (the report's lateness).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from core import Schedule, hookimpl
 from plugins.reports import hookspecs
 from plugins.reports.api import ReportFormat
 from plugins.reports.formats import builtin_formats, collect_formats
+from plugins.reports.integrations import collect_metrics
 from plugins.reports.settings import ReportsSettings
 from plugins.reports.tasks import PLUGIN, choose_formats, generate_daily_reports
 
@@ -67,6 +69,7 @@ def register_commands(cli: Any) -> None:
 
 
 __all__ = [
+    "collect_metrics",
     "configure_app",
     "register_commands",
     "register_hookspecs",
