@@ -5,7 +5,7 @@ Plugin tasks are called in-process (`plugins.fraud.analyze_fraud_patterns(...)`,
 validated like a worker would), except the export, which runs in a fresh process
 per repetition so that its peak RSS is its own. The chunked fraud analysis
 (`analyze_fraud_patterns_chunked`) goes through real workers (`celery -A core worker`,
-one and two processes).
+one, two and four processes).
 """
 
 # ruff: noqa: RUF001
@@ -557,20 +557,12 @@ def _machine_cpu() -> tuple[int, int]:
 
 
 def _tree_cpu(root: int) -> float:
-    """CPU seconds used by process `root` and its descendants so far (reaped children
-    included, through cutime/cstime), from /proc; 0 if it is gone."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        todo.extend(int(c) for c in children)
-    return total / tick
+    """CPU seconds used by process `root` and its descendants so far, from /proc: live
+    threads' run time from schedstat (nanoseconds), reaped children through
+    cutime/cstime (ticks); 0 if it is gone (see bench.scaling_bench.tree_cpu)."""
+    from bench.scaling_bench import tree_cpu
+
+    return tree_cpu(root)
 
 
 def _our_cpu(worker_pid: int, backend: str) -> float:
@@ -590,13 +582,28 @@ def _alert_keys(app: Any) -> set[tuple[str, str]]:
     return {(r[0], r[1]) for r in _exec(app, "SELECT rule, dedup_key FROM fraud_alerts")}
 
 
+PROCESSES = (1, 2, 4)  # worker processes (prefork -c) for the chunked analysis
+
+
+def _listening(app: Any, single: Any) -> None:
+    """Return once the worker consumes the fraud queue: a task over one second of data.
+
+    After `add_consumer` the worker's blocking BRPOP on its idle queue ends within 1 s;
+    waiting for a tiny task replaces a fixed sleep. Its alerts (if any) are deleted.
+    """
+    single.delay(since=NOW - timedelta(seconds=1), until=NOW).get(timeout=300, interval=0.01)
+    _clear_alerts(app)
+
+
 def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: int) -> None:
     """`analyze_fraud_patterns_chunked(since, until, chunks=CHUNKS)` over the 30-day window
-    on 1 and on 2 worker processes, against one `analyze_fraud_patterns` task on 1.
+    on 1, 2 and 4 worker processes, against one `analyze_fraud_patterns` task on 1.
 
     The chunked task replaces itself by a chord of CHUNKS slice tasks and a callback
     that adds them up; its result is that sum. The alerts it stores are compared with
-    those of the single task, key by key.
+    those of the single task, key by key. During the runs on more than one process the
+    machine's CPU use is read from /proc/stat: how busy it was, how many CPUs the
+    worker and its database server used, and how many other processes used.
     """
     import plugins.fraud
 
@@ -611,13 +618,16 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
     chunked = plugins.fraud.analyze_fraud_patterns_chunked
 
     workers = {}
-    times: dict[str, list[float]] = {"whole_c1": [], "chunked_c1": [], "chunked_c2": []}
-    machine_busy: list[float] = []
-    others: list[float] = []  # CPUs (of 2) used by other processes during the 2-process runs
+    configs = ["whole_c1", *(f"chunked_c{c}" for c in PROCESSES)]
+    times: dict[str, list[float]] = {config: [] for config in configs}
+    multi = [c for c in PROCESSES if c > 1]
+    machine_busy: dict[int, list[float]] = {c: [] for c in multi}
+    ours_cpus: dict[int, list[float]] = {c: [] for c in multi}  # CPUs the worker + DB used
+    others: dict[int, list[float]] = {c: [] for c in multi}  # CPUs other processes used
     created: dict[str, dict[str, int]] = {}
     keys: dict[str, set[tuple[str, str]]] = {}
     with ExitStack() as stack:
-        for c in (1, 2):
+        for c in PROCESSES:
             env = banktasks_env(tmp, redis_url, f"chunks-{backend}-c{c}", **env_common)
             worker = start_controlled(
                 app, "core", f"chunks{backend}{c}", "fraud", env, logdir, concurrency=c
@@ -634,14 +644,15 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
             finally:
                 worker.consume(False)
         for rep in range(reps):
-            order = list(times) if rep % 2 == 0 else list(times)[::-1]
+            order = configs if rep % 2 == 0 else configs[::-1]
             for config in order:
-                worker = workers[1 if config.endswith("c1") else 2]
+                processes = int(config.rsplit("_c", 1)[1])
+                worker = workers[processes]
                 _clear_alerts(app)
                 app.set_current()
                 worker.consume(True)
-                time.sleep(1.2)  # the worker's blocking BRPOP on its idle queue times out after 1 s
                 try:
+                    _listening(app, single)
                     cpu0, ours0 = _machine_cpu(), _our_cpu(worker.proc.proc.pid, backend)
                     started = time.perf_counter()
                     if config == "whole_c1":
@@ -652,11 +663,13 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
                     elapsed = time.perf_counter() - started
                     times[config].append(elapsed)
                     cpu1, ours1 = _machine_cpu(), _our_cpu(worker.proc.proc.pid, backend)
-                    if config == "chunked_c2":
+                    if config != "whole_c1" and processes > 1:
                         busy_share = 1 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
-                        machine_busy.append(busy_share)
+                        machine_busy[processes].append(busy_share)
                         cpus = os.cpu_count() or 1
-                        others.append(max(0.0, busy_share * cpus - (ours1 - ours0) / elapsed))
+                        ours = (ours1 - ours0) / elapsed
+                        ours_cpus[processes].append(ours)
+                        others[processes].append(max(0.0, busy_share * cpus - ours))
                 finally:
                     worker.consume(False)
                 created[config] = out["by_rule"]
@@ -671,29 +684,31 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
         k: results.sample(f"chunks.{backend}.{k}", Sample(v, "s"), alerts_by_rule=created[k])
         for k, v in times.items()
     }
-    speedup = ratio(s["chunked_c1"], s["chunked_c2"])
-    busy = statistics.median(machine_busy)
-    results.compare(
-        f"chunks.{backend}.speedup_2_workers",
-        speedup,
-        "",
-        None,
-        machine_cpu_busy=machine_busy,
-        other_processes_cpus=others,
-    )
+    speedups = {}
+    for c in multi:
+        speedups[c] = ratio(s["chunked_c1"], s[f"chunked_c{c}"])
+        results.compare(
+            f"chunks.{backend}.speedup_{c}_workers",
+            speedups[c],
+            "",
+            None,
+            machine_cpu_busy=machine_busy[c],
+            worker_and_database_cpus=ours_cpus[c],
+            other_processes_cpus=others[c],
+        )
     overhead = ratio(s["chunked_c1"], s["whole_c1"])
     whole = keys["whole_c1"]
+    chunked_configs = [config for config in configs if config != "whole_c1"]
     differ = {
         config: (len(keys[config] - whole), len(whole - keys[config]))
-        for config in ("chunked_c1", "chunked_c2")
+        for config in chunked_configs
         if keys[config] != whole or created[config] != created["whole_c1"]
     }
     results.compare(
         f"chunks.{backend}.alerts",
         {
             "whole": created["whole_c1"],
-            "chunked_c1": created["chunked_c1"],
-            "chunked_c2": created["chunked_c2"],
+            **{config: created[config] for config in chunked_configs},
             "alerts": len(whole),
             "differ (extra, missing)": differ,
         },
@@ -703,19 +718,29 @@ def run_chunks(results: Results, ds: Dataset, redis_url: str, tmp: Path, reps: i
     results.row(
         "chunks.times",
         f"fraud, {DAYS}-day window through workers: one task on 1 process | "
-        f"analyze_fraud_patterns_chunked, {CHUNKS} slices, on 1 | on 2 processes",
+        f"analyze_fraud_patterns_chunked, {CHUNKS} slices, on "
+        + " | on ".join(str(c) for c in PROCESSES)
+        + " processes",
         col,
-        f"{fmt_seconds(s['whole_c1'].median)} | {fmt_sample(s['chunked_c1'])} | "
-        f"{fmt_sample(s['chunked_c2'])}",
+        f"{fmt_seconds(s['whole_c1'].median)} | "
+        + " | ".join(fmt_sample(s[f"chunked_c{c}"]) for c in PROCESSES),
         section=SECTION,
     )
+    cpus = os.cpu_count() or 1
+    parts = [
+        f"{c}: {fmt_ratio(speedups[c])} ({statistics.median(machine_busy[c]):.0%} busy; "
+        f"worker + DB {fmt_num(statistics.median(ours_cpus[c]), 2)}, others "
+        f"{fmt_num(statistics.median(others[c]), 2)} of {cpus} CPUs)"
+        for c in multi
+    ]
     results.row(
         "chunks.speedup",
-        "  speed-up with 2 processes (machine's CPU busy during it, and how many CPUs other "
-        "processes than the worker and its database used; chunked on 1 ÷ one task)",
+        "  speed-up over 1 process with "
+        + " and ".join(str(c) for c in multi)
+        + " processes (the machine's CPU busy during it; CPUs the worker and its database "
+        "used, and other processes; chunked on 1 ÷ one task)",
         col,
-        f"{fmt_ratio(speedup)} ({busy:.0%} busy, others "
-        f"{fmt_num(statistics.median(others), 2)} CPU; {fmt_num(overhead['ratio'])}×)",
+        "; ".join(parts) + f"; {fmt_num(overhead['ratio'])}×",
         section=SECTION,
     )
     results.row(
@@ -762,9 +787,13 @@ def run_database_sections(
     else:
         meta["postgresql"] = "skipped (--no-postgres)"
 
+    pg_main: Dataset | None = None
+    pg_missing = str(meta.get("postgresql", "not run"))
     for backend, server in backends:
         label = _label(backend)
         base = 7 if backend == "sqlite" else 11
+        if backend == "sqlite" and not set(wanted) - {"scaling"}:
+            continue  # scaling uses the PostgreSQL data set only
         try:
             if backend == "sqlite":
                 main = sqlite_dataset("main", rows, redis_url, tmp)
@@ -772,7 +801,11 @@ def run_database_sections(
                 main = pg_dataset(server, "main", rows, redis_url, tmp)
         except Exception as exc:
             results.errors[f"data {label}"] = f"{type(exc).__name__}: {exc}"
+            if backend == "postgresql":
+                pg_missing = f"no PostgreSQL data set: {exc}"
             continue
+        if backend == "postgresql":
+            pg_main = main
         meta["dataset"] = (
             f"{main.summary['transactions']:,} transactions over {DAYS} days (until {NOW.date()}), "
             f"{main.summary['accounts']:,} accounts, {main.summary['users']:,} users, seed 7, "
@@ -806,6 +839,21 @@ def run_database_sections(
                 tmp,
                 reps,
             )
+    if "scaling" in wanted:
+        from bench.scaling_bench import run_scaling
+
+        _guarded(
+            results,
+            "scaling",
+            run_scaling,
+            results,
+            pg_main,
+            pg_missing,
+            redis_url,
+            tmp,
+            reps,
+            quick,
+        )
 
 
 def _guarded(results: Results, name: str, func: Any, *args: Any) -> None:

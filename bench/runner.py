@@ -16,8 +16,20 @@ from typing import Any
 
 from bench.util import BENCH, DATA, Results, log, machine
 
-SECTIONS = ["celery", "bulk", "ready", "broker", "fraud", "chunks", "reports", "export"]
-DB_SECTIONS = {"fraud", "chunks", "reports", "export"}
+SECTIONS = [
+    "celery",
+    "metrics",
+    "bulk",
+    "ready",
+    "broker",
+    "fraud",
+    "chunks",
+    "reports",
+    "export",
+    "scaling",
+]
+DB_SECTIONS = {"fraud", "chunks", "reports", "export", "scaling"}
+"""Run by bench.db_bench.run_database_sections (scaling: for its PostgreSQL data set)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             _guard(
                 results, "celery", run_overhead, results, url, tmp, meta["celery_reps"], args.quick
             )
+        if "metrics" in args.sections:
+            from bench.metrics_bench import run_metrics
+
+            _guard(results, "metrics", run_metrics, results, url, tmp, args.reps, args.quick)
         if "bulk" in args.sections:
             from bench.bulk_bench import run_bulk
 
