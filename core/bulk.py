@@ -153,7 +153,13 @@ def _publish(
     amqp = app.amqp
     name = task.name
     argsrepr = arguments_repr([])
-    preopts = {k: v for k, v in task._get_exec_options().items() if v is not None}
+    # as BanktasksTask.apply_async: no time limits in the message unless `options` set
+    # them, so the worker's settings decide
+    preopts = {
+        k: v
+        for k, v in task._get_exec_options().items()
+        if v is not None and k not in ("time_limit", "soft_time_limit")
+    }
     opts = dict(preopts, **options, argsrepr=argsrepr, kwargsrepr="")
     opts.setdefault("ignore_result", task.ignore_result)
     opts = dict(preopts, **opts)  # as Celery.send_task merges them again (same order)

@@ -89,6 +89,10 @@ class BanktasksTask(Task):
         task passes them once.
         """
         args, kwargs = self.app.check_send(self, args, kwargs, options)
+        # The message carries time limits only when the call sets them: otherwise the
+        # worker's settings (BANKTASKS_TIME_LIMITS …) decide, not the sender's.
+        options.setdefault("time_limit", None)
+        options.setdefault("soft_time_limit", None)
         token = _checked.set(self.name)
         try:
             return super().apply_async(args=args, kwargs=kwargs, **options)

@@ -129,3 +129,18 @@ def test_overrides_parse_from_text_and_mappings() -> None:
         "b.y": TimeLimits(7, 8),
     }
     assert parse_overrides("") == {} == parse_overrides(None)
+
+
+def test_messages_carry_no_limits_unless_the_call_sets_them(make_app: Any) -> None:
+    """The worker's settings decide a task's limits, not the sender's (a sender with other
+    BANKTASKS_TIME_LIMITS would otherwise impose its own through the message)."""
+    import json
+
+    app = make_app(("limits", _plugin(soft_time_limit=900, time_limit=960)))
+    long_one = app.tasks["limits.long_one"]
+    long_one.delay()
+    long_one.delay_many([{}, {}])
+    long_one.apply_async(soft_time_limit=5, time_limit=9)
+    raw = app.redis_client().lrange("limits", 0, -1)
+    limits = [json.loads(item)["headers"]["timelimit"] for item in reversed(raw)]
+    assert limits == [[None, None]] * 3 + [[9, 5]]
