@@ -4,7 +4,7 @@ memory for many items, and the drain rate of what it sent.
 The task is `bench.noop(i: int)` (bench/noop_plugin.py), in its own Redis database.
 - *Rate*: n items sent with a `.delay()` loop, then with one `delay_many` call (order
   reversed every other repetition; the queue is emptied between, outside the timing).
-- *Peak memory*: `tracemalloc` peak during one `delay_many` of 500k items (100k with
+- *Peak memory*: `tracemalloc` peak during one `delay_many` of 500k items (50k with
   --quick), in this process; the returned ids (≈ 90 bytes each) are part of it.
 - *Drain*: what `delay_many` sent, drained by a real worker (prefork -c 2), measured
   as in the Celery section: (N−1) ÷ (last − first `date_done`).
@@ -41,8 +41,8 @@ def run_bulk(results: Results, url: str, tmp: Path, reps: int, quick: bool) -> N
     from bench import bt_app, noop_plugin
 
     n = 5_000 if quick else 20_000
-    many = 100_000 if quick else 500_000
-    drain_n = 2_000 if quick else 10_000
+    many = 50_000 if quick else 500_000
+    drain_n = 1_000 if quick else 10_000
     burl = with_db(url, 6)
     client = redis.Redis.from_url(burl)
     client.flushdb()

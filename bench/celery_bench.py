@@ -267,7 +267,7 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
 
     n = 600 if quick else 2000
     sequential = 100 if quick else 300
-    in_flight = 300 if quick else 600
+    in_flight = 200 if quick else 600
     logdir = tmp / "logs"
     logdir.mkdir(exist_ok=True)
 
@@ -295,6 +295,8 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
             ("bare_min_info", "minimal", 4, "INFO", False),
             ("banktasks_info", None, 15, "INFO", False),
         ]
+        if quick:  # the -l INFO pair is an (info) row of the full run only
+            specs = specs[:3]
         for key, conf, db, level, with_latency in specs:
             vurl = with_db(url, db)
             client = redis.Redis.from_url(vurl)
@@ -352,6 +354,8 @@ def run_overhead(results: Results, url: str, tmp: Path, reps: int, quick: bool) 
 
     by = {v.key: v for v in variants}
     _overhead_rows(results, by["bare_min"], by["bare"], by["banktasks"], n, sequential, in_flight)
+    if "banktasks_info" not in by:
+        return
     info_min = results.sample(
         "drain.bare_min_info", Sample(by["bare_min_info"].drain, "tasks/s", True), tasks=n
     )

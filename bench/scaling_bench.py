@@ -240,7 +240,7 @@ def run_broker(results: Results, url: str, tmp: Path, reps: int, quick: bool) ->
     share of a core during the drain; redis-benchmark's cost per command."""
     from bench import bt_app, noop_plugin
 
-    n = 600 if quick else 3000
+    n = 400 if quick else 3000
     burl = with_db(url, BROKER_DB)
     client = redis.Redis.from_url(burl)
     client.flushdb()

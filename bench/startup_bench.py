@@ -4,8 +4,7 @@ Ready time is the time from spawning `celery worker` (prefork, 2 processes, -l I
 to its " ready." line. Variants: bare Celery (one task); bare Celery that first
 imports SQLAlchemy's ORM, pydantic-settings and structlog (the libraries banktasks
 is built on: the floor for any app on this stack); `celery -A core worker` (all
-five plugins); the same without `gc.freeze` (how it was before, see core.startup);
-banktasks with the bench plugin only.
+five plugins); the same without `gc.freeze` (how it was before, see core.startup).
 
 The pool section starts each worker afresh and measures, per repetition: the round
 trip of the first task (a freshly forked child: it pays its own connections) and the
@@ -47,11 +46,6 @@ def _ready_variants(tmp: Path, url: str) -> list[tuple[str, str, dict[str, str]]
             "banktasks_nofreeze",
             "bench.bt_app",
             banktasks_env(tmp, url, "ready-nofreeze", LOG_LEVEL="INFO", **NO_FREEZE),
-        ),
-        (
-            "banktasks_noop",
-            "bench.bt_app",
-            banktasks_env(tmp, url, "ready-noop", BENCH_WORKER="1", LOG_LEVEL="INFO"),
         ),
     ]
 
@@ -117,12 +111,6 @@ def run_ready(results: Results, url: str, tmp: Path, reps: int) -> None:
         "ready.nofreeze",
         "  (info) banktasks without gc.freeze (before this change); ÷ bare",
         f"{fmt_sample(s['banktasks_nofreeze'])}; {fmt_ratio(nofreeze)}",
-    )
-    noop = ratio_of(s["banktasks_noop"], s["bare"])
-    add(
-        "ready.noop",
-        "  (info) banktasks core + bench plugin only; ÷ bare",
-        f"{fmt_sample(s['banktasks_noop'])}; {fmt_ratio(noop)}",
     )
 
 
