@@ -168,3 +168,13 @@ def weak_login(pairs: list[str], where: str) -> str | None:
                 f"use at least {MIN_PASSWORD} random characters (e.g. `openssl rand -base64 18`)"
             )
     return None
+
+
+def check_logins(value: str, where: str) -> str:
+    """A web login setting (`user:password`, several separated by commas): `value` if
+    every pair has a user and a password, else ValueError saying what `where` expects."""
+    for pair in value.split(","):
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"expected user:password (several separated by commas){where}")
+    return value

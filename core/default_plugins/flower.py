@@ -24,7 +24,7 @@ import click
 from pydantic import Field, field_validator
 
 from core import ConfigError, PluginSettings, get_logger, hookimpl
-from core.validators import MIN_PASSWORD, is_loopback, weak_login
+from core.validators import MIN_PASSWORD, check_logins, is_loopback, weak_login
 
 """Passwords of 12 characters or more that lists of leaked passwords rank high."""
 
@@ -57,11 +57,7 @@ class FlowerSettings(PluginSettings):
     @field_validator("basic_auth")
     @classmethod
     def _check_basic_auth(cls, value: str) -> str:
-        for pair in value.split(","):
-            user, sep, password = pair.partition(":")
-            if not sep or not user or not password:
-                raise ValueError("expected user:password (several separated by commas)")
-        return value
+        return check_logins(value, "")
 
 
 def plain_http_problem(address: str, settings: FlowerSettings) -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from core import PluginSettings
-from core.validators import Directory
+from core.validators import Directory, check_logins
 
 
 class MetricsSettings(PluginSettings):
@@ -52,14 +52,7 @@ class MetricsSettings(PluginSettings):
     @field_validator("basic_auth")
     @classmethod
     def _check_basic_auth(cls, value: str) -> str:
-        for pair in value.split(","):
-            user, sep, password = pair.partition(":")
-            if not sep or not user or not password:
-                raise ValueError(
-                    "expected user:password (several separated by commas); the metrics "
-                    "endpoint always asks for a login"
-                )
-        return value
+        return check_logins(value, "; the metrics endpoint always asks for a login")
 
     def folder(self, var_dir: Path) -> Path:
         """Where the workers' metric files are."""
