@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from typing import Any
@@ -158,12 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         app = _app()
         settings = app.runtime.settings
         configure_logging(settings.log_format, settings.log_level)
-        app.runtime.plugins.pm.hook.register_commands(cli=cli)
+        group = copy.deepcopy(cli)  # the plugins' commands go on a copy: `cli` stays the core's
+        app.runtime.plugins.pm.hook.register_commands(cli=group)
     except ConfigError as exc:
         click.echo(f"banktasks: configuration error: {exc}", err=True)
         sys.exit(2)
     try:
-        cli.main(args=argv, prog_name="banktasks", standalone_mode=True)
+        group.main(args=argv, prog_name="banktasks", standalone_mode=True)
     except BanktasksError as exc:
         click.echo(f"banktasks: {exc}", err=True)
         sys.exit(1)
