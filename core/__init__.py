@@ -26,7 +26,13 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
         TaskArgumentError,
         UnknownTaskError,
     )
-    from core.factory import SENT_AT_HEADER, BanktasksCelery, BanktasksTask, create_app
+    from core.factory import (
+        SENT_AT_HEADER,
+        BanktasksCelery,
+        BanktasksTask,
+        create_app,
+        message_header,
+    )
     from core.logging import get_logger
     from core.markers import hookimpl, hookspec
     from core.plugins import Contribution, HookOutcome, PluginSet
@@ -83,6 +89,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_settings",
+    "message_header",
     "queue_lists",
     "session_scope",
     "task",

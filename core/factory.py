@@ -54,6 +54,17 @@ DEFAULT_QUEUE = "celery"
 MIN_VISIBILITY_TIMEOUT = 3600
 SENT_AT_HEADER = "banktasks_sent_at"
 """Message header: when the message was sent (Unix time, seconds; every send, retries too)."""
+
+
+def message_header(request: Any, name: str) -> Any:
+    """A custom header of the message a task request came from (None if absent): Celery
+    makes it a request attribute in a worker, and keeps it in `headers` when eager."""
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
 _log = get_logger("banktasks.task")
 BEAT_LOCK_TIMEOUT = 60
 TASK_ID = re.compile(r"\S{1,64}")

@@ -34,7 +34,7 @@ from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
 from pydantic import Field
 
-from core import BanktasksTask, PluginSettings, current_app, get_logger, hookimpl
+from core import BanktasksTask, PluginSettings, current_app, get_logger, hookimpl, message_header
 from core.db import utcnow
 from core.logging import redact_text
 
@@ -104,11 +104,11 @@ def entry_of(task: Any) -> str | None:
     when exactly one entry has both.
     """
     request = task.request
-    name = _header(request, HEADER)
+    name = message_header(request, HEADER)
     schedule = task.app.conf.beat_schedule or {}
     if isinstance(name, str) and name in schedule:
         return name
-    if not _header(request, BEAT_HEADER):
+    if not message_header(request, BEAT_HEADER):
         return None
     kwargs = dict(request.kwargs or {})
     found = [
@@ -117,11 +117,6 @@ def entry_of(task: Any) -> str | None:
         if conf.get("task") == task.name and dict(conf.get("kwargs") or {}) == kwargs
     ]
     return found[0] if len(found) == 1 else None
-
-
-def _header(request: Any, name: str) -> Any:
-    """A custom message header: a request attribute in a worker, in `headers` when eager."""
-    return getattr(request, name, None) or (getattr(request, "headers", None) or {}).get(name)
 
 
 def record(app: Any, entry: str, **fields: str) -> None:

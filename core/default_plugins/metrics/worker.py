@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import signals
 
-from core import SENT_AT_HEADER, BanktasksTask, get_logger
+from core import SENT_AT_HEADER, BanktasksTask, get_logger, message_header
 from core.db import make_private, private_dir
 from core.default_plugins.metrics.api import SECONDS_BUCKETS, Metrics
 
@@ -114,17 +114,9 @@ def _queue(task: Any, request: Any) -> str:
     return str(queue or "unknown")
 
 
-def _header(request: Any, name: str) -> Any:
-    """A custom message header: a request attribute in a worker, in `headers` when eager."""
-    value = getattr(request, name, None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get(name)
-    return value
-
-
 def _waiting_since(request: Any) -> float | None:
     """When the message started to wait: max(sent-at header, eta); None without a header."""
-    sent = _header(request, SENT_AT_HEADER)
+    sent = message_header(request, SENT_AT_HEADER)
     if not isinstance(sent, int | float) or isinstance(sent, bool):
         return None
     start = float(sent)
