@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils import uuid
 from kombu import Queue
 from pydantic_core import to_jsonable_python
 
@@ -30,6 +31,7 @@ from core.errors import ConfigError, TaskArgumentError
 from core.hookspecs import Broker
 from core.kombu_fixes import closed_transport_is_a_connection_error
 from core.logging import SECRET_KEY, configure_logging, get_logger, redact_value
+from core.outbox import enqueue
 from core.plugins import PluginSet, PluginSpec, build_plugin_set
 from core.poison import install_poison_guard
 from core.priority import STEPS, check_priority
@@ -69,6 +71,10 @@ _log = get_logger("banktasks.task")
 BEAT_LOCK_TIMEOUT = 60
 TASK_ID = re.compile(r"\S{1,64}")
 """A task id a worker accepts (core.poison checks the same on the other side)."""
+OUTBOX_OPTIONS = frozenset(
+    {"task_id", "countdown", "eta", "expires", "priority", "queue", "time_limit", "soft_time_limit"}
+)
+"""Celery options `apply_async_on_commit` takes."""
 MAX_RETRIES_HEADER = 1000
 """The highest `retries` header a task without `max_retries` accepts."""
 
@@ -109,6 +115,44 @@ class BanktasksTask(Task):
             return super().apply_async(args=args, kwargs=kwargs, **options)
         finally:
             _checked.reset(token)
+
+    def delay_on_commit(self, session: Any, *args: Any, **kwargs: Any) -> str:
+        """Send this task when `session`'s transaction commits; return its task id.
+
+        `session` is the caller's SQLAlchemy Session on banktasks' database. The
+        arguments are checked now, as `.delay()` checks them (a bad one raises and
+        nothing is written); the submission is written into the outbox table in the
+        session's transaction and published right after the commit. A rollback sends
+        nothing. If the process dies between the commit and the publish, or the broker
+        is down then, the `delivery` plugin's relay publishes it later with the same
+        id. See core.outbox.
+        """
+        return self.apply_async_on_commit(session, args, kwargs)
+
+    def apply_async_on_commit(
+        self, session: Any, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> str:
+        """`delay_on_commit` with Celery's options: task_id, countdown, eta, expires,
+        priority, queue, time_limit, soft_time_limit. A countdown (and an expiry in
+        seconds) counts from this call, not from the publish."""
+        unknown = sorted(set(options) - OUTBOX_OPTIONS)
+        if unknown:
+            raise TaskArgumentError(
+                f"{self.name}: apply_async_on_commit does not take {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(OUTBOX_OPTIONS))}"
+            )
+        args, kwargs = self.app.check_send(self, args, kwargs, options)
+        task_id = str(options.pop("task_id", None) or uuid())
+        now = datetime.now(UTC)
+        if options.get("countdown") is not None:
+            options["eta"] = now + timedelta(seconds=float(options.pop("countdown")))
+        if isinstance(options.get("expires"), int | float):
+            options["expires"] = now + timedelta(seconds=float(options["expires"]))
+        for name in ("eta", "expires"):
+            if isinstance(options.get(name), datetime):
+                options[name] = options[name].isoformat()
+        enqueue(session, self.name, task_id, list(args), kwargs, options, self.app.send_checked)
+        return task_id
 
     def delay_many(
         self,
@@ -450,6 +494,32 @@ class BanktasksCelery(Celery):
             if isinstance(task, BanktasksTask) and task.app is self:
                 args, kwargs = self.check_send(task, args, kwargs, options)
         return super().send_task(name, args, kwargs, **options)
+
+    def send_checked(
+        self,
+        name: str,
+        task_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> None:
+        """Publish a submission that `check_send` passed earlier (the outbox's): with
+        its id, without checking it again (a submission limit is not taken twice)."""
+        options = dict(options, task_id=task_id)
+        for moment in ("eta", "expires"):
+            if isinstance(options.get(moment), str):
+                options[moment] = datetime.fromisoformat(options[moment])
+        task = self.tasks.get(name)
+        if isinstance(task, BanktasksTask) and task.app is self:
+            options.setdefault("time_limit", None)
+            options.setdefault("soft_time_limit", None)
+            token = _checked.set(name)
+            try:
+                Task.apply_async(task, args=args, kwargs=kwargs, **options)
+            finally:
+                _checked.reset(token)
+        else:  # a task this process does not run: sent by name for the workers that do
+            Celery.send_task(self, name, args, kwargs, **options)
 
     def _get_backend(self) -> Any:
         """Celery's result backend; it keeps a task's arguments with its result only if

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = {
     "demo": "core.default_plugins.demo",
     "schedules": "core.default_plugins.schedules",
     "metrics": "core.default_plugins.metrics",
+    "delivery": "core.default_plugins.delivery",
 }
 log = get_logger(__name__)
 

@@ -102,7 +102,7 @@ def test_a_failed_last_run_is_failing_until_it_is_late() -> None:
 
 
 def test_each_beat_entry_carries_a_header_naming_it(make_app: Any) -> None:
-    app = make_app(probe_plugin())
+    app = make_app(probe_plugin(), banktasks_disable=["delivery"])
     schedule = app.conf.beat_schedule
     assert schedule["probe-ok"]["options"]["headers"] == {HEADER: "probe-ok"}
     assert schedule["probe-boom"]["options"]["headers"] == {HEADER: "probe-boom"}
@@ -114,7 +114,7 @@ def state_of(app: Any, entry: str) -> dict[str, str]:
 
 
 def test_runs_are_recorded_per_entry_and_a_manual_run_does_not_count(make_app: Any) -> None:
-    app = make_app("health", probe_plugin())
+    app = make_app("health", probe_plugin(), banktasks_disable=["delivery"])
     app.tasks["probe.ok_task"].apply(kwargs={"n": 5})  # not from beat: not recorded
     assert state_of(app, "probe-ok") == {}
     app.tasks["probe.ok_task"].apply(kwargs={"n": 1}, headers={HEADER: "probe-ok"})
@@ -142,7 +142,11 @@ def health(app: Any, now: datetime) -> dict[str, Any]:
 
 
 def test_the_check_degrades_when_an_entry_misses_its_due_time(make_app: Any) -> None:
-    app = make_app(probe_plugin(), plugin_settings={"schedules": {"grace_seconds": 600}})
+    app = make_app(
+        probe_plugin(),
+        plugin_settings={"schedules": {"grace_seconds": 600}},
+        banktasks_disable=["delivery"],
+    )
     now = datetime.now(UTC)
     assert health(app, now)["status"] == "ok"  # tracking begins: nothing due yet
     app.tasks["probe.ok_task"].apply(kwargs={"n": 1}, headers={HEADER: "probe-ok"})
@@ -159,7 +163,7 @@ def test_the_check_degrades_when_an_entry_misses_its_due_time(make_app: Any) -> 
 
 
 def test_the_check_comes_to_health_through_its_hook(make_app: Any) -> None:
-    app = make_app("health", probe_plugin())
+    app = make_app("health", probe_plugin(), banktasks_disable=["delivery"])
     report = app.tasks["health.system_health_check"].apply().get()
     assert report["checks"]["missed_schedules"]["status"] == "ok"
     assert report["checks"]["missed_schedules"]["threshold"] == 1800  # the default grace
@@ -179,7 +183,7 @@ def invoke(app: Any, *args: str) -> Any:
 
 
 def test_banktasks_schedules_lists_each_entry(make_app: Any) -> None:
-    app = make_app(probe_plugin())
+    app = make_app(probe_plugin(), banktasks_disable=["delivery"])
     app.tasks["probe.ok_task"].apply(kwargs={"n": 1}, headers={HEADER: "probe-ok"})
     result = invoke(app)
     assert result.exit_code == 0, result.output

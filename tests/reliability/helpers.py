@@ -95,3 +95,45 @@ RETRY_LINE = re.compile(r"Retry in (\d+(?:\.\d+)?)s")
 def retry_waits(log: str) -> list[float]:
     """The retry countdowns a worker logged (`Task … retry: Retry in 3s: …`)."""
     return [float(m) for m in RETRY_LINE.findall(log)]
+
+
+RECONCILER = {
+    # the delivery plugin's reconciler on beat, quick enough for a test to see it work:
+    # a lost message is sent again 5 s (grace) + two sweeps 5 s apart after its publish
+    "DELIVERY_SWEEP_SECONDS": "1",
+    "DELIVERY_GRACE_SECONDS": "5",
+    # beat sends nothing but the sweep (the scenarios count every task they send)
+    "HEALTH_SCHEDULE": "off",
+    "FRAUD_SCHEDULE": "off",
+    "REPORTS_SCHEDULE": "off",
+    "EXPORT_SCHEDULE": "off",
+    "NOTIFICATIONS_SCHEDULE": "off",
+}
+"""Environment of the scenarios that run the delivery reconciler (see start_beat)."""
+
+
+def start_beat(env: dict[str, str], folder: Path) -> Any:
+    """A real `celery -A core beat` process (its log: folder/beat.log); stop it with
+    banktasks_testing.processes.stop_group."""
+    import os
+    import subprocess
+    import sys
+
+    schedule = str(folder / "beat-schedule")
+    log = open(folder / "beat.log", "ab")  # noqa: SIM115 - inherited by the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "core", "beat", "-l", "INFO", "-s", schedule],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return proc
+
+
+def ledger_totals(app: Any) -> dict[str, int]:
+    """The delivery reconciler's totals (resent, given_up, sweeps, ...)."""
+    from core.default_plugins.delivery import ledger
+
+    return {k: int(v) for k, v in ledger.stats(app.redis_client()).items()}
