@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE      := examples/banktasks-sanctions
 EXAMPLE_VENV ?= var/example-venv
 
-.PHONY: demo test test-example test-fast fuzz lint bench-full format typecheck docs bench clean
+.PHONY: demo test test-example test-fast reliability fuzz lint bench-full format typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ test-example: $(EXAMPLE_VENV)/.installed
 # the broker fuzzer's long run: 10,000 generated malformed messages at a live worker
 fuzz: $(STAMP)
 	BANKTASKS_FUZZ_MESSAGES=10000 $(BIN)/python -m pytest -q -s tests/security/test_sec_fuzz.py
+
+# the zero-loss scenarios 20 times each (docs/reliability.md); `make test` runs each once
+reliability: $(STAMP)
+	BANKTASKS_RELIABILITY_RUNS=$${BANKTASKS_RELIABILITY_RUNS:-20} $(BIN)/python -m pytest -q -s \
+		tests/reliability/test_rel_load.py tests/reliability/test_rel_broker_restart.py \
+		tests/reliability/test_rel_submission.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"

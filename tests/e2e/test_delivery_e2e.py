@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 
 from banktasks_testing import wait_for
-from banktasks_testing.processes import stop_group
 from core.default_plugins.delivery import ledger
 from core.default_plugins.seed import seed
-from tests.reliability.helpers import RECONCILER, ledger_totals, outbox, result_meta, start_beat
+from tests.reliability.helpers import RECONCILER, ledger_totals, outbox, result_meta
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_message_the_broker_lost_is_sent_again_by_beats_sweep_and_runs_once(e2e):
+def test_a_message_the_broker_lost_is_sent_again_by_beats_sweep_and_runs_once(e2e, beat):
     e2e.set(**RECONCILER, BANKTASKS_PLUGINS="notifications")
     app = e2e.app()
     assert set(app.conf.beat_schedule) == {"delivery-sweep"}
@@ -37,7 +36,7 @@ def test_a_message_the_broker_lost_is_sent_again_by_beats_sweep_and_runs_once(e2
     lost = json.loads(client.rpop("notifications"))["headers"]["id"]
     assert lost == ids[0] and ledger.tracked(client) == 3
     worker = e2e.start_worker(queues=["notifications", "delivery"])
-    beat = start_beat(e2e.env, e2e.tmp)
+    sweeper = beat()
     try:
         wait_for(
             lambda: (
@@ -49,7 +48,7 @@ def test_a_message_the_broker_lost_is_sent_again_by_beats_sweep_and_runs_once(e2
             0.5,
         )
     finally:
-        stop_group(beat)
+        sweeper.stop()
     assert ledger_totals(app)["resent"] == 1
     runs = [line for line in worker.log().splitlines() if "succeeded in" in line]
     assert sum(f"send_email_notification[{lost}]" in line for line in runs) == 1  # once

@@ -137,3 +137,7 @@ def ledger_totals(app: Any) -> dict[str, int]:
     from core.default_plugins.delivery import ledger
 
     return {k: int(v) for k, v in ledger.stats(app.redis_client()).items()}
+
+
+RUNS = int(__import__("os").environ.get("BANKTASKS_RELIABILITY_RUNS", "1"))
+"""How many times the repeated scenarios run: 1 in `make test`, 20 in `make reliability`."""
