@@ -264,3 +264,19 @@ def test_a_savepoint_released_publishes_nothing_before_the_commit(app: Any) -> N
         assert queued_ids(app) == []  # released, not committed
         session.commit()
     assert queued_ids(app) == [task_id]
+
+
+def test_the_metrics_plugin_scrapes_the_ledger(app: Any) -> None:
+    from prometheus_client import generate_latest
+
+    from core.default_plugins.metrics.plugin import build_registry
+
+    app.tasks["ledgered.add"].delay(1, 2)
+    lose(app)
+    reconcile(app, 1e10)
+    reconcile(app, 1e10 + CONFIRM_SECONDS)
+    text = generate_latest(build_registry(app)).decode()
+    assert "banktasks_delivery_tracked 1.0" in text
+    assert "banktasks_delivery_resent_total 1.0" in text
+    assert "banktasks_delivery_given_up_total 0.0" in text
+    assert "banktasks_delivery_outbox_pending 0.0" in text

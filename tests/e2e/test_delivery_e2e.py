@@ -96,3 +96,26 @@ def test_transactional_submission_reaches_a_worker_only_after_the_commit(e2e):
     time.sleep(1)
     assert result_meta(app, [rolled_back]) == {}  # never sent
     assert app.redis_client().llen("health") == 0
+
+
+def test_the_readmes_transactional_submission_runs_as_printed(e2e):
+    from core.celery import reset_default_app
+    from tests.test_readme import README
+
+    text = README.read_text()
+    start = text.index("submit it **in the same transaction**")
+    block = text[start:].split("```python\n", 1)[1].split("```", 1)[0]
+    e2e.set(BANKTASKS_PLUGINS="notifications")
+    app = e2e.app()
+    seed(app.runtime.db, users=1, transactions=5, seed_value=1)
+    worker = e2e.start_worker(queues=["notifications"])
+    reset_default_app()
+    exec(block, {})
+    wait_for(
+        lambda: [e.status for e in outbox(app)] == ["sent"],
+        30,
+        "the README's e-mail to be sent",
+        0.1,
+    )
+    assert [e.idempotency_key for e in outbox(app)] == ["caller:transfer-1001"]
+    assert "send_email_notification[" in worker.log()
