@@ -280,3 +280,25 @@ def test_the_metrics_plugin_scrapes_the_ledger(app: Any) -> None:
     assert "banktasks_delivery_resent_total 1.0" in text
     assert "banktasks_delivery_given_up_total 0.0" in text
     assert "banktasks_delivery_outbox_pending 0.0" in text
+
+
+def test_a_long_queue_is_read_in_windows(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.default_plugins.delivery import reconciler
+
+    monkeypatch.setattr(reconciler, "SCAN_ITEMS", 3)
+    app.tasks["ledgered.add"].delay_many([{"a": i, "b": 0} for i in range(10)])
+    lose(app)  # the oldest, at the tail
+    report = reconcile(app, 1e10)
+    assert (report.checked, report.queued, report.suspect) == (10, 9, 1)
+
+
+def test_an_entry_published_again_since_the_look_is_not_resent(app: Any) -> None:
+    client = app.redis_client()
+    task_id = app.tasks["ledgered.add"].delay(1, 2).id
+    lose(app)
+    reconcile(app, 1e10)
+    # a retry publishes the task again with the same id: a new message, a new delivery tag
+    app.tasks["ledgered.add"].apply_async((1, 2), task_id=task_id)
+    report = reconcile(app, 1e10 + CONFIRM_SECONDS)
+    assert report.resent == [] and report.queued == 1
+    assert client.llen(QUEUE) == 1

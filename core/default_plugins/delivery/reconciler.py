@@ -21,12 +21,14 @@ ledger entry sent more than `grace` seconds ago:
 
 An entry sent again `max_resends` times and still lost is given up: settled, logged
 as an error and counted. Every re-send is logged (`delivery.resent`) and counted.
+
+The looks are Lua scripts run on the broker, `CHUNK` entries or `SCAN_ITEMS` queue
+items per call: what comes back is a few fields per entry, never the messages, and no
+call holds the broker for long.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 import uuid
 from collections import defaultdict
@@ -43,43 +45,75 @@ from core.default_plugins.delivery.ledger import (
     STATS,
     SUSPECT,
     settle,
-    split_entry,
 )
 
 CONFIRM_SECONDS = 5.0
 """How long after a sweep first finds an entry nowhere a later sweep may send it again."""
 CHUNK = 1000
+"""Ledger entries one INSPECT call looks at."""
+SCAN_ITEMS = 5000
+"""Queue items one SCAN_LIST call reads."""
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-DELIVERY_TAG = re.compile(r'"delivery_tag": "([^"]+)"')
 
 log = get_logger("banktasks.delivery")
 
-# Which of ARGV's delivery tags are in the list KEYS[1]; read server-side, 1,000 items at
-# a time, so a long queue is not copied to the client.
-SCAN_LIST = """
-local want = {}
-for i = 1, #ARGV do want[ARGV[i]] = true end
-local found = {}
-local n = redis.call('LLEN', KEYS[1])
-for start = 0, n - 1, 1000 do
-  local items = redis.call('LRANGE', KEYS[1], start, start + 999)
-  for _, item in ipairs(items) do
-    local tag = string.match(item, '"delivery_tag": "([^"]+)"')
-    if tag and want[tag] then
-      found[#found + 1] = tag
-      want[tag] = nil
-    end
+# For each task id in ARGV[2..]: its state (from its result, ARGV[1] = the result key
+# prefix), its entry's queue list and delivery tag, whether `unacked` (KEYS[3]) holds that
+# tag, and when it was marked suspect. KEYS = messages, suspect, unacked. An id whose
+# entry is gone (settled meanwhile) comes back with the queue list false.
+INSPECT = """
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local entry = redis.call('HGET', KEYS[1], id)
+  if not entry then
+    out[#out + 1] = {id, '', false, '', 0, false}
+  else
+    local meta = redis.call('GET', ARGV[1] .. id)
+    local state = ''
+    if meta then state = string.match(meta, '"status": *"(%u+)"') or '' end
+    local sep = string.find(entry, '\\0', 1, true)
+    local tag = string.match(entry, '"delivery_tag": *"([^"]+)"', sep) or ''
+    local held = 0
+    if tag ~= '' then held = redis.call('HEXISTS', KEYS[3], tag) end
+    local suspected = redis.call('ZSCORE', KEYS[2], id)
+    out[#out + 1] = {id, state, string.sub(entry, 1, sep - 1), tag, held, suspected}
   end
 end
-return found
+return out
 """
 
-# Send an entry again if it is unchanged: KEYS = messages, sent, suspect, resent, stats;
-# ARGV = task id, the entry as read, now. Returns the new re-send count, or 0.
+# Which of ARGV[3..]'s delivery tags are among SCAN_ITEMS items of the list KEYS[1] from
+# index ARGV[1] (ARGV[2] = how many). Returns {next index or -1, tags found...}. Reading
+# from the head in windows misses nothing that stays queued: kombu pushes at the head
+# (items move to higher indexes) and pops at the tail.
+SCAN_LIST = """
+local want = {}
+for i = 3, #ARGV do want[ARGV[i]] = true end
+local start = tonumber(ARGV[1])
+local stop = start + tonumber(ARGV[2]) - 1
+local items = redis.call('LRANGE', KEYS[1], start, stop)
+local out = {-1}
+if #items == tonumber(ARGV[2]) then out[1] = stop + 1 end
+for _, item in ipairs(items) do
+  local tag = string.match(item, '"delivery_tag": *"([^"]+)"')
+  if tag and want[tag] then
+    out[#out + 1] = tag
+    want[tag] = nil
+  end
+end
+return out
+"""
+
+# Send an entry again if it is unchanged (same delivery tag: a retry or a re-send since
+# the look changed it): KEYS = messages, sent, suspect, resent, stats; ARGV = task id, the
+# delivery tag seen, now. Returns the new re-send count, or 0.
 RESEND = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current ~= ARGV[2] then return 0 end
+if not current then return 0 end
 local sep = string.find(current, '\\0', 1, true)
+local tag = string.match(current, '"delivery_tag": *"([^"]+)"', sep)
+if tag ~= ARGV[2] then return 0 end
 redis.call('LPUSH', string.sub(current, 1, sep - 1), string.sub(current, sep + 1))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -118,9 +152,8 @@ class SweepReport:
 @dataclass
 class _Candidate:
     task_id: str
-    raw: bytes
     queue_list: str
-    tag: str | None
+    tag: str
     suspected_at: float | None
 
 
@@ -160,22 +193,16 @@ def _sweep(
     report = SweepReport(tracked=int(client.zcard(SENT)))
     ids = [i.decode() for i in client.zrangebyscore(SENT, "-inf", now - grace)]
     report.checked = len(ids)
+    prefix = result_key("-")[:-1]
     missing: list[_Candidate] = []
     for start in range(0, len(ids), CHUNK):
-        missing.extend(
-            _not_settled_nor_unacked(
-                client, ids[start : start + CHUNK], result_key, unacked_key, report
-            )
-        )
+        missing.extend(_inspect(client, ids[start : start + CHUNK], prefix, unacked_key, report))
     by_list: dict[str, list[_Candidate]] = defaultdict(list)
     for candidate in missing:
         by_list[candidate.queue_list].append(candidate)
     nowhere: list[_Candidate] = []
     for queue_list, candidates in by_list.items():
-        tags = [c.tag for c in candidates if c.tag]
-        found = set()
-        if tags:
-            found = {t.decode() for t in client.eval(SCAN_LIST, 1, queue_list, *tags)}
+        found = _in_list(client, queue_list, [c.tag for c in candidates if c.tag])
         for candidate in candidates:
             if candidate.tag in found:
                 report.queued += 1
@@ -187,62 +214,47 @@ def _sweep(
     return report
 
 
-def _not_settled_nor_unacked(
-    client: Any,
-    ids: list[str],
-    result_key: Callable[[str], Any],
-    unacked_key: str,
-    report: SweepReport,
+def _inspect(
+    client: Any, ids: list[str], prefix: Any, unacked_key: str, report: SweepReport
 ) -> list[_Candidate]:
-    with client.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            pipe.get(result_key(task_id))
-            pipe.hget(MESSAGES, task_id)
-            pipe.zscore(SUSPECT, task_id)
-        replies = pipe.execute()
+    """Settle the ids whose result is final; return those neither running nor unacked."""
+    rows = client.eval(INSPECT, 3, MESSAGES, SUSPECT, unacked_key, prefix, *ids)
     final: list[str] = []
-    open_: list[_Candidate] = []
-    for i, task_id in enumerate(ids):
-        meta, raw, suspected_at = replies[3 * i : 3 * i + 3]
-        if raw is None:  # settled since the ids were read
+    missing: list[_Candidate] = []
+    for task_id, state, queue_list, tag, held, suspected_at in rows:
+        task_id, state = task_id.decode(), state.decode()
+        if queue_list is None:  # settled since the ids were read
             continue
-        state = _state(meta) if meta is not None else None
         if state in FINAL_STATES:
             final.append(task_id)
             continue
+        suspected = float(suspected_at) if suspected_at else None
+        candidate = _Candidate(task_id, queue_list.decode(), tag.decode(), suspected)
         if state == "STARTED":  # running (a task acknowledged early holds no unacked copy)
             report.running += 1
-            if suspected_at is not None:
-                client.zrem(SUSPECT, task_id)
-            continue
-        queue_list, payload = split_entry(raw)
-        match = DELIVERY_TAG.search(payload)
-        tag = match.group(1) if match else None
-        open_.append(_Candidate(task_id, raw, queue_list, tag, suspected_at))
-    if final:
-        settle(client, final)
-        client.hincrby(STATS, "settled_by_sweep", len(final))
-        report.settled += len(final)
-    with client.pipeline(transaction=False) as pipe:
-        for candidate in open_:
-            pipe.hexists(unacked_key, candidate.tag or "")
-        held = pipe.execute()
-    missing: list[_Candidate] = []
-    for candidate, is_held in zip(open_, held, strict=True):
-        if is_held:
+            _clear_suspect(client, candidate)
+        elif held:
             report.unacked += 1
             _clear_suspect(client, candidate)
         else:
             missing.append(candidate)
+    if final:
+        settle(client, final)
+        client.hincrby(STATS, "settled_by_sweep", len(final))
+        report.settled += len(final)
     return missing
 
 
-def _state(meta: bytes) -> str | None:
-    try:
-        value = json.loads(meta)
-    except ValueError:
-        return None
-    return value.get("status") if isinstance(value, dict) else None
+def _in_list(client: Any, queue_list: str, tags: list[str]) -> set[str]:
+    """Which of `tags` are in the list, read SCAN_ITEMS items per call."""
+    found: set[str] = set()
+    start = 0
+    while tags and start >= 0:
+        reply = client.eval(SCAN_LIST, 1, queue_list, start, SCAN_ITEMS, *tags)
+        start = int(reply[0])
+        found.update(t.decode() for t in reply[1:])
+        tags = [t for t in tags if t not in found]
+    return found
 
 
 def _clear_suspect(client: Any, candidate: _Candidate) -> None:
@@ -272,7 +284,7 @@ def _nowhere(
         )
         return
     keys = (MESSAGES, SENT, SUSPECT, RESENT, STATS)
-    count = client.eval(RESEND, len(keys), *keys, task_id, candidate.raw, now)
+    count = client.eval(RESEND, len(keys), *keys, task_id, candidate.tag, now)
     if count:
         report.resent.append(task_id)
         log.warning(
