@@ -4,7 +4,8 @@
 submission into the table `core_task_outbox` through the caller's SQLAlchemy
 session, in the caller's transaction, and publishes it right after that
 transaction commits. A rollback takes the row with it, so nothing is sent; a
-savepoint rolled back takes its rows too (only rows found committed are sent).
+savepoint rolled back takes its rows too: after one, the rows are read back at the
+commit and only those found are sent (without one, what was written is sent).
 
 The publish after the commit is the usual path. If it cannot happen (the broker
 is down, the process dies between its commit and the publish), the committed row
@@ -36,7 +37,11 @@ from core.logging import get_logger
 
 TABLE = "core_task_outbox"
 PENDING_KEY = "banktasks_outbox_pending"
-"""Key in `session.info`: the task ids this session wrote in its open transaction."""
+"""Key in `session.info`: task id → (publisher, task, message) of the submissions this
+session wrote in its open transaction."""
+SAVEPOINT_KEY = "banktasks_outbox_savepoint_rolled_back"
+"""Key in `session.info`: a savepoint of the open transaction was rolled back (some of
+the submissions may be gone with it: the committed rows are read back)."""
 RELAY_BATCH = 500
 """Rows one relay transaction reads, publishes and deletes."""
 
@@ -78,7 +83,7 @@ def enqueue(
             f"{task_name}: delay_on_commit takes the SQLAlchemy Session whose transaction "
             f"the task belongs to, not {type(session).__name__}"
         )
-    pending: dict[str, Publisher] = session.info.setdefault(PENDING_KEY, {})
+    pending: dict[str, tuple[Publisher, str, str]] = session.info.setdefault(PENDING_KEY, {})
     if task_id in pending:
         raise TaskArgumentError(
             f"{task_name}: task_id={task_id!r} is already submitted in this transaction"
@@ -102,7 +107,7 @@ def enqueue(
         event.listen(session, "after_commit", _after_commit)
         event.listen(session, "after_soft_rollback", _after_rollback)
         session.info["banktasks_outbox_listening"] = True
-    pending[task_id] = publish
+    pending[task_id] = (publish, task_name, body)
 
 
 def _missing_table(exc: SQLAlchemyError) -> bool:
@@ -111,20 +116,31 @@ def _missing_table(exc: SQLAlchemyError) -> bool:
 
 
 def _after_rollback(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+    if previous_transaction.parent is None:  # the whole transaction
         session.info.pop(PENDING_KEY, None)
+        session.info.pop(SAVEPOINT_KEY, None)
+    elif previous_transaction.nested and session.info.get(PENDING_KEY):
+        session.info[SAVEPOINT_KEY] = True
 
 
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint released: the rows are not committed
         return
-    pending: dict[str, Publisher] = session.info.pop(PENDING_KEY, None) or {}
+    pending: dict[str, tuple[Publisher, str, str]] = session.info.pop(PENDING_KEY, None) or {}
+    read_back = session.info.pop(SAVEPOINT_KEY, False)
     if not pending:
         return
     bind = session.get_bind()
     engine = getattr(bind, "engine", bind)
     try:
-        publish_rows(engine, list(pending), pending.get)
+        if read_back:
+            publish_rows(engine, list(pending), lambda task_id: pending[task_id][0])
+        else:  # every submission of the transaction is committed: publish what was written
+            rows = [(task_id, task, body) for task_id, (_, task, body) in pending.items()]
+            sent, error = _publish(rows, lambda task_id: pending[task_id][0])
+            _delete(engine, sent)
+            if error is not None:
+                raise error
     except Exception as exc:  # the caller's commit stands: the relay sends the rows later
         log.warning(
             "outbox.publish_deferred",
@@ -145,12 +161,17 @@ def publish_rows(engine: Any, task_ids: list[str], publisher_for: Callable[[str]
         ).all()
         conn.rollback()
     sent, error = _publish(rows, publisher_for)
-    if sent:
-        with engine.begin() as conn:
-            conn.execute(delete(OutboxMessage).where(OutboxMessage.task_id.in_(sent)))
+    _delete(engine, sent)
     if error is not None:
         raise error
     return len(sent)
+
+
+def _delete(engine: Any, task_ids: list[str]) -> None:
+    """Delete the rows of submissions that were published."""
+    if task_ids:
+        with engine.begin() as conn:
+            conn.execute(delete(OutboxMessage).where(OutboxMessage.task_id.in_(task_ids)))
 
 
 def _publish(

@@ -161,6 +161,19 @@ class TaskDef:
         """Send the task with Celery options such as `countdown` or `task_id`."""
         return self.bound().apply_async(args=args, kwargs=kwargs, **options)
 
+    def delay_on_commit(self, session: Any, *args: Any, **kwargs: Any) -> str:
+        """Send the task when `session`'s transaction commits (nothing on a rollback); return
+        its task id. Written to the outbox in that transaction (see
+        `BanktasksTask.delay_on_commit`)."""
+        return str(self.bound().delay_on_commit(session, *args, **kwargs))
+
+    def apply_async_on_commit(
+        self, session: Any, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> str:
+        """`delay_on_commit` with Celery options (task_id, countdown, eta, expires, priority,
+        queue, time_limit, soft_time_limit)."""
+        return str(self.bound().apply_async_on_commit(session, args, kwargs, **options))
+
     def delay_many(
         self, items: Iterable[Mapping[str, Any]], *, batch_size: int = 1000, **options: Any
     ) -> list[str]:

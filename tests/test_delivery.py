@@ -302,3 +302,15 @@ def test_an_entry_published_again_since_the_look_is_not_resent(app: Any) -> None
     report = reconcile(app, 1e10 + CONFIRM_SECONDS)
     assert report.resent == [] and report.queued == 1
     assert client.llen(QUEUE) == 1
+
+
+def test_a_plugins_own_task_object_submits_on_commit(make_app: Any) -> None:
+    from core.taskdef import TaskDef
+
+    add_task = task(add)
+    app = make_app(fake_plugin("ledgered", register_tasks=lambda: [add_task]))
+    assert isinstance(add_task, TaskDef)
+    with app.runtime.db.session() as session:
+        task_id = add_task.delay_on_commit(session, 1, 2)
+        other = add_task.apply_async_on_commit(session, (3, 4), task_id="mine")
+    assert queued_ids(app) == [task_id, other] and other == "mine"

@@ -9,8 +9,10 @@ together or not at all, in the same round trip:
   message and the list it went to (its priority list included), to send it again;
 - `ZADD banktasks:delivery:sent <now> <task id>`: when it was (last) sent.
 
-A bulk send (`delay_many`, kombu's publish batch) adds the same two commands to
-its pipeline. A retry is published again with the same id: its entry is replaced.
+A bulk send (`delay_many`, kombu's publish batch) adds the same commands to its
+pipeline, which is not a transaction: the entry goes first, so what a cut-off batch
+can leave is an entry without its message, which the reconciler sends. A retry is
+published again with the same id: its entry is replaced.
 
 An entry is removed ("settled") when its task reaches a final state: in the worker
 after the task ran (`task_postrun` with SUCCESS, FAILURE or REVOKED), when a worker
@@ -81,10 +83,12 @@ def install() -> None:
         pri = self._get_message_priority(message, reverse=False)
         key = self._q_for_pri(queue, pri)
         payload = dumps(message)
+        # The entry before the message: in a bulk send (a pipeline, not a transaction) a
+        # partial write leaves an entry without its message, which the reconciler sends.
         commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("lpush", (key, payload)),
             ("hset", (MESSAGES, task_id, entry(key, payload))),
             ("zadd", (SENT, {task_id: time.time()})),
+            ("lpush", (key, payload)),
         ]
         if self._expires and queue in self._expires:
             for p in self.priority_steps:
