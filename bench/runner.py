@@ -20,6 +20,7 @@ SECTIONS = [
     "celery",
     "metrics",
     "bulk",
+    "delivery",
     "ready",
     "broker",
     "fraud",
@@ -122,6 +123,20 @@ def main(argv: list[str] | None = None) -> int:
             from bench.bulk_bench import run_bulk
 
             _guard(results, "bulk", run_bulk, results, url, tmp, args.reps, args.quick)
+        if "delivery" in args.sections:
+            from bench.delivery_bench import run_delivery
+
+            _guard(
+                results,
+                "delivery",
+                run_delivery,
+                results,
+                url,
+                tmp,
+                args.reps,
+                meta["celery_reps"],
+                args.quick,
+            )
         if "ready" in args.sections:
             from bench.startup_bench import run_pool, run_ready
 
