@@ -9,10 +9,11 @@ together or not at all, in the same round trip:
   message and the list it went to (its priority list included), to send it again;
 - `ZADD banktasks:delivery:sent <now> <task id>`: when it was (last) sent.
 
-A bulk send (`delay_many`, kombu's publish batch) adds the same commands to its
-pipeline, which is not a transaction: the entry goes first, so what a cut-off batch
-can leave is an entry without its message, which the reconciler sends. A retry is
-published again with the same id: its entry is replaced.
+A bulk send (`delay_many`, kombu's publish batch) writes the entries of a batch with
+one HSET and one ZADD, put first in its pipeline, which is not a transaction: what a
+cut-off batch can leave is an entry without its message, which the reconciler sends,
+never a message without its entry. A retry is published again with the same id: its
+entry is replaced.
 
 An entry is removed ("settled") when its task reaches a final state: in the worker
 after the task ran (`task_postrun` with SUCCESS, FAILURE or REVOKED), when a worker
@@ -41,6 +42,9 @@ RESENT = PREFIX + "resent"
 STATS = PREFIX + "stats"
 """Hash of totals: resent, given_up, settled_by_sweep, outbox_relayed, sweeps; last_sweep."""
 LOCK = PREFIX + "lock"
+BATCH_ENTRIES = "_banktasks_ledger_entries"
+"""Attribute of a kombu publish batch: the entries of the messages it holds, written
+with one HSET and one ZADD when it is flushed."""
 OPTION = "banktasks_ledger"
 """The broker transport option that turns the ledger on for an app's connections."""
 SEP = "\x00"
@@ -83,29 +87,45 @@ def install() -> None:
         pri = self._get_message_priority(message, reverse=False)
         key = self._q_for_pri(queue, pri)
         payload = dumps(message)
-        # The entry before the message: in a bulk send (a pipeline, not a transaction) a
-        # partial write leaves an entry without its message, which the reconciler sends.
-        commands: list[tuple[str, tuple[Any, ...]]] = [
-            ("hset", (MESSAGES, task_id, entry(key, payload))),
-            ("zadd", (SENT, {task_id: time.time()})),
-            ("lpush", (key, payload)),
+        expire = [
+            ("pexpire", (self._q_for_pri(queue, p), self._expires[queue]))
+            for p in (self.priority_steps if self._expires and queue in self._expires else [])
         ]
-        if self._expires and queue in self._expires:
-            for p in self.priority_steps:
-                commands.append(("pexpire", (self._q_for_pri(queue, p), self._expires[queue])))
         batch = kwargs.pop("_publish_batch", None)
-        if batch is not None:
-            for name, args in commands:
+        if batch is not None:  # the entries go in once per flush (see _flush)
+            entries, sent = batch.__dict__.setdefault(BATCH_ENTRIES, ({}, {}))
+            entries[task_id] = entry(key, payload)
+            sent[task_id] = time.time()
+            for name, args in [("lpush", (key, payload)), *expire]:
                 batch.add(name, *args)
             return None
         with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
-            for name, args in commands:
+            pipe.hset(MESSAGES, task_id, entry(key, payload))
+            pipe.zadd(SENT, {task_id: time.time()})
+            pipe.lpush(key, payload)
+            for name, args in expire:
                 getattr(pipe, name)(*args)
             pipe.execute()
         return None
 
     _put._banktasks_ledger = True  # type: ignore[attr-defined]
     kombu_redis.Channel._put = _put  # type: ignore[method-assign]
+
+    original_flush = kombu_redis.PublishBatch.flush
+
+    def _flush(self: Any) -> Any:
+        entries, sent = self.__dict__.pop(BATCH_ENTRIES, ({}, {}))
+        if entries and self._buffered:
+            self.pipeline.hset(MESSAGES, mapping=entries)
+            self.pipeline.zadd(SENT, sent)
+            # The entries before the messages: the pipeline is not a transaction, and a
+            # cut-off one must leave entries without messages (sent by the reconciler),
+            # not messages without entries.
+            stack = self.pipeline.command_stack
+            stack[:] = stack[-2:] + stack[:-2]
+        return original_flush(self)
+
+    kombu_redis.PublishBatch.flush = _flush  # type: ignore[method-assign]
 
 
 def settle(client: Any, task_ids: Iterable[str]) -> None:
