@@ -1,9 +1,10 @@
 """The delivery ledger: every task message published, kept on the broker until it settles.
 
 kombu's Redis transport publishes a message with one LPUSH. With the ledger on
-(`configure_app` sets the transport option `banktasks_ledger`), the LPUSH goes in
-one MULTI/EXEC with two more commands, so the message and its ledger entry exist
-together or not at all, in the same round trip:
+(`configure_app` sets the transport option `banktasks_ledger`), the LPUSH is done by a
+Lua script (atomic, like MULTI/EXEC, and one command: `PUBLISH`) with two more
+writes, so the message and its ledger entry exist together or not at all, in the same
+round trip:
 
 - `HSET banktasks:delivery:messages <task id> "<queue list>\\0<message>"`: the exact
   message and the list it went to (its priority list included), to send it again;
@@ -24,11 +25,13 @@ also settles any entry whose result is final. What remains is what the reconcile
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from kombu.utils.json import dumps
+from redis.exceptions import NoScriptError
 
 PREFIX = "banktasks:delivery:"
 MESSAGES = PREFIX + "messages"
@@ -48,6 +51,25 @@ with one HSET and one ZADD when it is flushed."""
 OPTION = "banktasks_ledger"
 """The broker transport option that turns the ledger on for an app's connections."""
 SEP = "\x00"
+
+
+# The message and its entry in one atomic step, the message sent once: KEYS = the queue
+# list, messages, sent; ARGV = task id, message, now.
+PUBLISH = """
+redis.call('HSET', KEYS[2], ARGV[1], KEYS[1] .. '\\0' .. ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return redis.call('LPUSH', KEYS[1], ARGV[2])
+"""
+PUBLISH_SHA = hashlib.sha1(PUBLISH.encode()).hexdigest()
+
+
+def _publish(client: Any, queue_list: str, task_id: str, payload: str) -> None:
+    """Run PUBLISH (by its digest; the script itself the first time a server sees it)."""
+    keys_and_args = (queue_list, MESSAGES, SENT, task_id, payload, time.time())
+    try:
+        client.evalsha(PUBLISH_SHA, 3, *keys_and_args)
+    except NoScriptError:
+        client.eval(PUBLISH, 3, *keys_and_args)
 
 
 def entry(queue_list: str, payload: str) -> str:
@@ -99,13 +121,17 @@ def install() -> None:
             for name, args in [("lpush", (key, payload)), *expire]:
                 batch.add(name, *args)
             return None
-        with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
-            pipe.hset(MESSAGES, task_id, entry(key, payload))
-            pipe.zadd(SENT, {task_id: time.time()})
-            pipe.lpush(key, payload)
-            for name, args in expire:
-                getattr(pipe, name)(*args)
-            pipe.execute()
+        with self.conn_or_acquire() as client:
+            if not expire:
+                _publish(client, key, task_id, payload)
+                return None
+            with client.pipeline(transaction=True) as pipe:  # a queue with x-expires
+                pipe.hset(MESSAGES, task_id, entry(key, payload))
+                pipe.zadd(SENT, {task_id: time.time()})
+                pipe.lpush(key, payload)
+                for name, args in expire:
+                    getattr(pipe, name)(*args)
+                pipe.execute()
         return None
 
     _put._banktasks_ledger = True  # type: ignore[attr-defined]
