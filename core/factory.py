@@ -106,6 +106,10 @@ class BanktasksTask(Task):
         task passes them once.
         """
         args, kwargs = self.app.check_send(self, args, kwargs, options)
+        return self.publish_checked(args, kwargs, options)
+
+    def publish_checked(self, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
+        """Celery's `apply_async` for arguments `check_send` has passed (not checked again)."""
         # The message carries time limits only when the call sets them: otherwise the
         # worker's settings (BANKTASKS_TIME_LIMITS …) decide, not the sender's.
         options.setdefault("time_limit", None)
@@ -511,13 +515,7 @@ class BanktasksCelery(Celery):
                 options[moment] = datetime.fromisoformat(options[moment])
         task = self.tasks.get(name)
         if isinstance(task, BanktasksTask) and task.app is self:
-            options.setdefault("time_limit", None)
-            options.setdefault("soft_time_limit", None)
-            token = _checked.set(name)
-            try:
-                Task.apply_async(task, args=args, kwargs=kwargs, **options)
-            finally:
-                _checked.reset(token)
+            task.publish_checked(args, kwargs, options)
         else:  # a task this process does not run: sent by name for the workers that do
             Celery.send_task(self, name, args, kwargs, **options)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core import get_logger
@@ -64,8 +65,6 @@ def sweep_once(app: Any) -> dict[str, Any]:
 
 def status(app: Any) -> dict[str, Any]:
     """What the ledger tracks and the reconciler did, and what waits in the outbox."""
-    import time
-
     client = app.redis_client()
     settings = settings_of(app)
     now = time.time()
