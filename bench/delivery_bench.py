@@ -91,6 +91,22 @@ def make_app(**overrides: Any) -> Any:
 # --------------------------------------------------------------------------- section
 
 
+def _isolated(url: str, tmp: Path, key: str) -> tuple[redis.Redis, dict[str, Any]]:
+    """A flushed Redis database of this section, and the settings of an app on it with
+    its own SQLite file and var dir (`key`: one of DBS)."""
+    vurl = with_db(url, DBS[key])
+    client = redis.Redis.from_url(vurl)
+    client.flushdb()
+    settings = {
+        "redis_url": vurl,
+        "database_url": f"sqlite:///{tmp / f'delivery-{key}.db'}",
+        "banktasks_var_dir": str(tmp / f"var-delivery-{key}"),
+        "banktasks_config": str(tmp / "none.toml"),
+        "log_level": "WARNING",
+    }
+    return client, settings
+
+
 def run_delivery(
     results: Results, url: str, tmp: Path, reps: int, celery_reps: int, quick: bool
 ) -> None:
@@ -147,18 +163,9 @@ def _enqueue(results: Results, url: str, tmp: Path, reps: int, quick: bool) -> N
     bulk_n = 5_000 if quick else 20_000
     producers: list[_Producer] = []
     for key, disable in (("ledger", None), ("no_ledger", "delivery")):
-        vurl = with_db(url, DBS[key])
-        client = redis.Redis.from_url(vurl)
-        client.flushdb()
+        client, settings = _isolated(url, tmp, key)
         extra = {"banktasks_disable": disable} if disable else {}
-        app = bt_app.make_app(
-            redis_url=vurl,
-            database_url=f"sqlite:///{tmp / f'delivery-{key}.db'}",
-            banktasks_var_dir=str(tmp / f"var-delivery-{key}"),
-            banktasks_config=str(tmp / "none.toml"),
-            log_level="WARNING",
-            **extra,
-        )
+        app = bt_app.make_app(**settings, **extra)
         on = bool(app.conf.broker_transport_options.get("banktasks_ledger"))
         if on != (disable is None):
             raise RuntimeError(f"{key}: the ledger is {'on' if on else 'off'}")
@@ -296,16 +303,8 @@ def _sweep(results: Results, url: str, tmp: Path, reps: int, quick: bool) -> Non
 
     n = 20_000 if quick else 100_000
     lost = n // 100
-    vurl = with_db(url, DBS["sweep"])
-    client = redis.Redis.from_url(vurl)
-    client.flushdb()
-    app = bt_app.make_app(
-        redis_url=vurl,
-        database_url=f"sqlite:///{tmp / 'delivery-sweep.db'}",
-        banktasks_var_dir=str(tmp / "var-delivery-sweep"),
-        banktasks_config=str(tmp / "none.toml"),
-        log_level="WARNING",
-    )
+    client, settings = _isolated(url, tmp, "sweep")
+    app = bt_app.make_app(**settings)
     app.set_current()
     noop = noop_plugin.noop
     _clear(_Producer("sweep", app, client, "bench", noop.delay, True), 1, [noop.delay(0)])
@@ -430,16 +429,9 @@ def _latency(results: Results, url: str, tmp: Path, reps: int, quick: bool) -> N
     from core.outbox import pending_count
 
     k = 200 if quick else 500
-    vurl = with_db(url, DBS["latency"])
-    client = redis.Redis.from_url(vurl)
-    client.flushdb()
-    app = make_app(
-        redis_url=vurl,
-        database_url=f"sqlite:///{tmp / 'delivery-latency.db'}",
-        banktasks_var_dir=str(tmp / "var-delivery-latency"),
-        banktasks_config=str(tmp / "none.toml"),
-        log_level="WARNING",
-    )
+    _, settings = _isolated(url, tmp, "latency")
+    vurl = settings["redis_url"]
+    app = make_app(**settings)
     app.runtime.db.create_all()
     logdir = tmp / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
