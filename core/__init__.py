@@ -3,9 +3,11 @@
 This package is the plugin API: everything a plugin may use is exported here,
 or by one of the documented modules `core.db` (engine, money and time columns),
 `core.models` (User, Account, Transaction), `core.files` (atomic files),
-`core.logging` (redaction) and `core.validators` (shared setting and argument
-checks). Importing `core` builds no app; the default app is `core.celery.app`
-(`celery -A core worker` finds it, and `from core import app` returns it).
+`core.logging` (redaction), `core.validators` (shared setting and argument
+checks) and `core.sources` (`DataTables`: the users, accounts and transactions to
+read, banktasks' own tables or a bank's, `current().data`). Importing `core` builds
+no app; the default app is `core.celery.app` (`celery -A core worker` finds it, and
+`from core import app` returns it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
     from core.runtime import Runtime, current, current_app
     from core.schedule import Schedule
     from core.settings import CommaList, PluginSettings, Settings, load_settings
+    from core.sources import DataTables
     from core.taskdef import TaskDef, task
     from core.timelimits import TaskTimeLimitExceeded
 
@@ -49,6 +52,13 @@ with frozen_imports():  # the stack's imports make objects, not garbage: see cor
 def session_scope() -> AbstractContextManager[Session]:
     """A commit-or-rollback database session on the current app's database."""
     return current().db.session()
+
+
+def data_scope(session: Session | None = None) -> AbstractContextManager[Session]:
+    """A session to read `current().data` (users, accounts, transactions) in: `session`
+    itself when they live with banktasks' tables, else a read-only session of the bank's
+    database (`DATA_MAPPING`)."""
+    return current().data_session(session)
 
 
 def __getattr__(name: str) -> Any:
@@ -67,6 +77,7 @@ __all__ = [
     "CommaList",
     "ConfigError",
     "Contribution",
+    "DataTables",
     "HookOutcome",
     "NoAppError",
     "PluginDisabledError",
@@ -85,6 +96,7 @@ __all__ = [
     "create_app",
     "current",
     "current_app",
+    "data_scope",
     "get_logger",
     "hookimpl",
     "hookspec",

@@ -107,8 +107,18 @@ def db() -> None:
 
 @db.command("init")
 def db_init() -> None:
-    """Create the tables of the core and of every enabled plugin."""
+    """Create the tables of the core and of every enabled plugin.
+
+    With DATA_MAPPING the mapping is checked against the bank's database first, and
+    the core's users, accounts and transactions are not created (the bank's are read).
+    """
+    from core.factory import check_data_mapping
+
     runtime = _app().runtime
+    try:
+        check_data_mapping(runtime)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     tables = runtime.db.create_all()
     click.echo(
         f"created {len(tables)} tables in {runtime.db.url.split('@')[-1]}: {', '.join(tables)}"

@@ -185,11 +185,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-class Database:
-    """An engine and a session factory for one database URL (created lazily)."""
+def _read_only(engine: Engine) -> None:
+    """Every transaction of `engine` is read-only: the database refuses a write."""
+    if engine.dialect.name == "postgresql":
 
-    def __init__(self, url: str) -> None:
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    else:
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA query_only=ON")
+            cursor.close()
+
+
+class Database:
+    """An engine and a session factory for one database URL (created lazily).
+
+    `schema` (PostgreSQL) puts every table of the shared metadata in that schema
+    (SQLAlchemy's schema translation; tables named with a schema of their own keep it).
+    `skip_tables` are left out of `create_all` (core tables a mapping replaces);
+    `read_only` makes the database refuse writes (a bank's mapped tables).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        skip_tables: tuple[str, ...] = (),
+        read_only: bool = False,
+    ) -> None:
         self.url = url
+        self.schema = schema
+        self.skip_tables = skip_tables
+        self.read_only = read_only
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
@@ -197,7 +230,11 @@ class Database:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, created on first use."""
         if self._engine is None:
-            self._engine = make_engine(self.url)
+            options = {"schema_translate_map": {None: self.schema}} if self.schema else {}
+            engine = make_engine(self.url, execution_options=options)
+            if self.read_only:
+                _read_only(engine)
+            self._engine = engine
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._engine
 
@@ -222,9 +259,14 @@ class Database:
             session.close()
 
     def create_all(self) -> list[str]:
-        """Create every table known to the shared metadata; return their names."""
-        Base.metadata.create_all(self.engine)
-        return sorted(Base.metadata.tables)
+        """Create every table of the shared metadata but `skip_tables` (and the schema, if
+        one is set); return their names."""
+        tables = [t for t in Base.metadata.sorted_tables if t.name not in self.skip_tables]
+        with self.engine.begin() as conn:
+            if self.schema:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            Base.metadata.create_all(conn, tables=tables)
+        return sorted(t.name for t in tables)
 
     def dispose(self) -> None:
         """Close pooled connections (call after fork, or when done)."""

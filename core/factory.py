@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,7 @@ from core.settings import (
     load_settings,
     warn_about_opt_outs,
 )
+from core.sources import check_mapping, mapped_tables
 from core.startup import freeze_before_fork
 from core.taskdef import TaskDef
 from core.timelimits import TaskTimeLimitExceeded, task_limits
@@ -698,6 +700,37 @@ def _redbeat_connection(broker_url: str) -> dict[str, Any]:
     return {"redbeat_redis_url": broker_url, "redbeat_redis_options": options}
 
 
+CORE_TABLES = ("users", "accounts", "transactions")
+
+
+def _runtime(
+    settings: Settings, plugin_set: PluginSet, plugin_settings: dict[str, PluginSettings]
+) -> Runtime:
+    """The Runtime: banktasks' database (in DATABASE_SCHEMA, if set) and, with
+    DATA_MAPPING, the bank's read-only database and its tables seen as the core's."""
+    mapping = settings.data_mapping
+    url = settings.sqlalchemy_url
+    if settings.database_schema and not url.startswith("postgresql"):
+        raise ConfigError(
+            f"DATABASE_SCHEMA={settings.database_schema}: schemas need PostgreSQL; with SQLite "
+            "give banktasks' tables a database file of their own (DATABASE_URL) instead"
+        )
+    skip = CORE_TABLES if mapping else ()
+    db = Database(url, schema=settings.database_schema, skip_tables=skip)
+    runtime = Runtime(settings, plugin_set, plugin_settings, db)
+    if mapping:
+        runtime.data_db = Database(mapping.database_url or url, read_only=True)
+        runtime.data = mapped_tables(mapping, runtime.data_db.dialect)
+    return runtime
+
+
+def check_data_mapping(runtime: Runtime) -> None:
+    """ConfigError (one line) when DATA_MAPPING does not fit the bank's database."""
+    mapping = runtime.settings.data_mapping
+    if mapping is not None and runtime.data_db is not None:
+        check_mapping(mapping, runtime.data_db.engine)
+
+
 def create_app(
     settings: Settings | None = None, plugins: list[PluginSpec] | None = None
 ) -> BanktasksCelery:
@@ -730,7 +763,7 @@ def create_app(
             )
         broker_url = app.broker.url
     make_private(settings.var_dir)  # a var dir left 0755 by an older version
-    app.runtime = Runtime(settings, plugin_set, plugin_settings, Database(settings.sqlalchemy_url))
+    app.runtime = _runtime(settings, plugin_set, plugin_settings)
 
     specs = _bind_tasks(app, plugin_set)
     app.runtime.tasks = specs
@@ -806,6 +839,15 @@ def _connect_signals(app: BanktasksCelery) -> None:
         if getattr(instance, "app", None) is app or getattr(sender, "app", None) is app:
             app.ensure_broker()
 
+    def check_mapping_at_start(instance: Any = None, **_: Any) -> None:
+        # a worker whose DATA_MAPPING does not fit the bank's tables stops with one line
+        if getattr(instance, "app", None) is app:
+            try:
+                check_data_mapping(app.runtime)
+            except ConfigError as exc:
+                print(f"banktasks: configuration error: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+
     def task_failed(
         sender: Any = None, task_id: Any = None, exception: Any = None, kwargs: Any = None, **_: Any
     ) -> None:
@@ -843,6 +885,7 @@ def _connect_signals(app: BanktasksCelery) -> None:
     receivers = [
         (signals.setup_logging, setup_logging),
         (signals.celeryd_init, start_broker),
+        (signals.celeryd_init, check_mapping_at_start),
         (signals.beat_init, start_broker),
         (signals.task_failure, task_failed),
         (signals.before_task_publish, stamp_sent_at),

@@ -7,14 +7,18 @@ module never builds an app: outside one, `current()` raises `NoAppError`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.db import Database
 from core.errors import NoAppError
+from core.sources import DataTables, native_tables
 
 if TYPE_CHECKING:
     from celery import Celery
+    from sqlalchemy.orm import Session
 
     from core.plugins import PluginSet
     from core.settings import PluginSettings, Settings
@@ -34,6 +38,24 @@ class Runtime:
     plugin_settings: dict[str, PluginSettings]
     db: Database
     tasks: dict[str, Any] = field(default_factory=dict)
+    data: DataTables = field(default_factory=native_tables)
+    """The users, accounts and transactions to read (`core.sources`): `current().data`."""
+    data_db: Database | None = None
+    """The database of the bank's mapped tables (read-only); None: `db` holds them."""
+
+    @contextmanager
+    def data_session(self, session: Session | None = None) -> Iterator[Session]:
+        """A session to read `data` in.
+
+        Without a mapping the core tables live with banktasks' own: `session` itself
+        comes back (or, without one, a new session of `db`). With `DATA_MAPPING`, a
+        read-only session of the bank's database, closed when the block ends.
+        """
+        if self.data_db is None and session is not None:
+            yield session
+            return
+        with (self.data_db or self.db).session() as data:
+            yield data
 
     @property
     def hook(self) -> Any:

@@ -33,6 +33,7 @@ from pydantic_settings import (
 
 from core.errors import ConfigError
 from core.logging import SECRET_KEY, get_logger, mask_url_password
+from core.mapping import DataMapping
 from core.timelimits import TimeLimits
 from core.timelimits import parse_overrides as parse_time_limit_overrides
 from core.validators import is_loopback
@@ -103,6 +104,18 @@ class Settings(_LayeredSettings):
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default the SQLite file <BANKTASKS_VAR_DIR>/banking.db"
+    )
+    database_schema: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="PostgreSQL schema of banktasks' own tables (alerts, outbox, exports, "
+        "reports, dead letters), made by `banktasks db init`; unset: the connection's default",
+    )
+    data_mapping: DataMapping | None = Field(
+        None,
+        description="Read users, accounts and transactions from the bank's own tables: a "
+        "`[data_mapping]` TOML table or JSON (see docs/existing-database.md); banktasks never "
+        "writes them; unset: banktasks' own `users`, `accounts`, `transactions`",
     )
     banktasks_env: Literal["development", "production"] = Field(
         "development",

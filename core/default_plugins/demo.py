@@ -190,7 +190,13 @@ def seed_command(
     """Write deterministic customers, accounts and transactions with planted fraud patterns."""
     from core.celery import default_app
 
-    db = default_app().runtime.db
+    runtime = default_app().runtime
+    if runtime.data_db is not None:
+        raise click.ClickException(
+            "DATA_MAPPING is set: banktasks reads the bank's own tables and never writes "
+            "them; seed an unmapped database instead (unset DATA_MAPPING)"
+        )
+    db = runtime.db
     if reset_first:
         reset(db)
     started = time.perf_counter()

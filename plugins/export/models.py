@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Date, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
@@ -21,7 +21,9 @@ class ExportRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # No foreign key: the users may be a bank's own table (DATA_MAPPING), even in another
+    # database; the task checks that the user exists before it writes.
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
     format: Mapped[str] = mapped_column(String(32))
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Connection, String, select, type_coerce
 
-from core.models import Account, Transaction
+from core import DataTables
+from core.sources import native_tables
 
 YIELD_PER = 5000
 RAW_BATCH = 1000  # raw rows per DB-API fetchmany
@@ -80,10 +81,14 @@ def format_row(raw: RawRow) -> tuple[Any, ...]:
     )
 
 
-def export_query(user_id: int, start_us: int, end_us: int) -> Any:
-    """The SELECT of a user's transactions with `start_us <= created_at < end_us`, in order."""
-    t = Transaction.__table__.c
-    a = Account.__table__.c
+def export_query(user_id: int, start_us: int, end_us: int, tables: DataTables | None = None) -> Any:
+    """The SELECT of a user's transactions with `start_us <= created_at < end_us`, in order.
+
+    `tables`: where the transactions and accounts are (default banktasks' own tables).
+    """
+    tables = tables or native_tables()
+    t = tables.transactions.c
+    a = tables.accounts.c
     created = type_coerce(t.created_at, BigInteger)
     return (
         select(
@@ -97,7 +102,7 @@ def export_query(user_id: int, start_us: int, end_us: int) -> Any:
             t.counterparty,
             t.description,
         )
-        .select_from(Transaction.__table__.join(Account.__table__, t.account_id == a.id))
+        .select_from(tables.transactions.join(tables.accounts, t.account_id == a.id))
         .where(a.user_id == user_id, created >= start_us, created < end_us)
         .order_by(created, t.id)
     )
@@ -111,9 +116,16 @@ class ExportRows:
     `count` is the number of rows handed out so far either way.
     """
 
-    def __init__(self, conn: Connection, user_id: int, start_us: int, end_us: int) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        user_id: int,
+        start_us: int,
+        end_us: int,
+        tables: DataTables | None = None,
+    ) -> None:
         self.conn = conn
-        self.query = export_query(user_id, start_us, end_us)
+        self.query = export_query(user_id, start_us, end_us, tables)
         self.count = 0
         self._rows: Generator[tuple[Any, ...], None, None] | None = None
         self._raw: Generator[list[RawRow], None, None] | None = None
@@ -246,6 +258,8 @@ def _dbapi_cursor(conn: Connection, query: Any) -> Any:
     return cursor
 
 
-def stream_rows(conn: Connection, user_id: int, start_us: int, end_us: int) -> ExportRows:
+def stream_rows(
+    conn: Connection, user_id: int, start_us: int, end_us: int, tables: DataTables | None = None
+) -> ExportRows:
     """The export rows of `user_id` in `[start_us, end_us)`, read lazily (see ExportRows)."""
-    return ExportRows(conn, user_id, start_us, end_us)
+    return ExportRows(conn, user_id, start_us, end_us, tables)

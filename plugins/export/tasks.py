@@ -12,10 +12,17 @@ import sqlalchemy.exc as sa_exc
 from pydantic import Field
 from sqlalchemy import select, update
 
-from core import RetryPolicy, SubmitLimit, TaskArgumentError, current, get_logger, task
+from core import (
+    RetryPolicy,
+    SubmitLimit,
+    TaskArgumentError,
+    current,
+    data_scope,
+    get_logger,
+    task,
+)
 from core.db import to_micros, utcnow
 from core.files import atomic_writer
-from core.models import User
 from core.validators import check_format, is_name
 from plugins.export.api import ExportFormat
 from plugins.export.models import ExportRecord
@@ -170,7 +177,10 @@ def export_transaction_data(
     runtime = current()
     key = _idempotency_key()
     with runtime.db.session() as session:
-        if session.get(User, user_id) is None:
+        users = runtime.data.users
+        with data_scope(session) as data:
+            found = data.execute(select(users.c.id).where(users.c.id == user_id)).first()
+        if found is None:
             raise TaskArgumentError(f"user_id={user_id}: no such user; nothing was exported")
         existing = session.scalars(
             select(ExportRecord).where(ExportRecord.idempotency_key == key)
@@ -191,8 +201,9 @@ def export_transaction_data(
         f"{uuid.uuid4().hex[:8]}.{fmt.extension}"
     )
     start_us, end_us = day_bounds(start_date, end_date)
-    with runtime.db.engine.connect() as conn, atomic_writer(folder, name) as out:
-        source = stream_rows(conn, user_id, start_us, end_us)
+    data_db = runtime.data_db or runtime.db
+    with data_db.engine.connect() as conn, atomic_writer(folder, name) as out:
+        source = stream_rows(conn, user_id, start_us, end_us, runtime.data)
         try:
             fmt.write(list(COLUMNS), source, cast(BinaryIO, out))
         finally:

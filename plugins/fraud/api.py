@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.db import to_micros
+from core.sources import DataTables, native_tables
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -31,6 +32,10 @@ class RuleContext:
     built-in rules they are the fraud plugin's. `fraud_settings` are always the
     fraud plugin's `FraudSettings` (e.g. `FRAUD_LARGE_AMOUNT`).
 
+    `tables` are the transactions (and users, accounts) to read: `ctx.tables.transactions`
+    has the columns of `core.models.Transaction` whether banktasks' own table or a bank's
+    table seen through `DATA_MAPPING` is behind it; `session` reads them.
+
     `since_us` / `until_us` are the same bounds as integer epoch microseconds, the
     stored form of every time column, for window arithmetic in SQL. `now` is when
     the analysis runs (None: no limit); see `lookahead_until_us`.
@@ -42,6 +47,7 @@ class RuleContext:
     settings: Any
     now: datetime | None = None
     fraud_settings: FraudSettings = field(kw_only=True)
+    tables: DataTables = field(default_factory=native_tables, kw_only=True)
 
     @property
     def since_us(self) -> int:

@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 
 from core.db import from_micros, from_minor, to_minor
-from core.models import Transaction, TransactionKind
+from core.models import TransactionKind
 from plugins.fraud.api import Finding, RuleContext
 
 MINUTE_US = 60_000_000
@@ -54,9 +54,21 @@ HOUR_US = 60 * MINUTE_US
 EVIDENCE_IDS = 50  # at most this many transaction ids in a burst's evidence
 MEMBER_CHUNK = 100  # bursts per UNION ALL statement (SQLite allows 500 arms)
 
-_tx = Transaction.__table__
-_at = type_coerce(_tx.c.created_at, BigInteger)
-_cents = type_coerce(_tx.c.amount_minor, BigInteger)
+
+@dataclass(frozen=True)
+class _Columns:
+    """The transactions a rule reads (`ctx.tables`), with time and money as raw integers."""
+
+    tx: Any
+    at: Any
+    cents: Any
+
+
+def _columns(ctx: RuleContext) -> _Columns:
+    tx = ctx.tables.transactions
+    return _Columns(
+        tx, type_coerce(tx.c.created_at, BigInteger), type_coerce(tx.c.amount_minor, BigInteger)
+    )
 
 
 def _iso(micros: int) -> str:
@@ -72,8 +84,9 @@ class LargeTransaction:
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per transaction above the line in the window."""
         limit = ctx.fraud_settings.large_amount
-        query = select(_tx.c.id, _tx.c.account_id, _cents, _at, _tx.c.kind).where(
-            _at >= ctx.since_us, _at < ctx.until_us, _cents > to_minor(limit)
+        c = _columns(ctx)
+        query = select(c.tx.c.id, c.tx.c.account_id, c.cents, c.at, c.tx.c.kind).where(
+            c.at >= ctx.since_us, c.at < ctx.until_us, c.cents > to_minor(limit)
         )
         for tid, account_id, cents, at, kind in ctx.session.execute(query):
             amount = from_minor(cents)
@@ -159,12 +172,13 @@ def _members(
     transactions(account_id, created_at) index.
     """
     members: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    c = _columns(ctx)
     for start in range(0, len(bursts), MEMBER_CHUNK):
         arms = [
-            select(literal(b.first_id).label("first_id"), _tx.c.id, _at, _cents).where(
-                _tx.c.account_id == b.account_id,
-                _at >= b.start_us,
-                _at < min(b.start_us + window_us, read_until),
+            select(literal(b.first_id).label("first_id"), c.tx.c.id, c.at, c.cents).where(
+                c.tx.c.account_id == b.account_id,
+                c.at >= b.start_us,
+                c.at < min(b.start_us + window_us, read_until),
                 *extra,
             )
             for b in bursts[start : start + MEMBER_CHUNK]
@@ -191,9 +205,10 @@ def _bursts(
     window before it and on its own window after it (see the module's docstring).
     """
     read_until = ctx.lookahead_until_us(window_us)
+    c = _columns(ctx)
     rows = (
-        select(_tx.c.id, _tx.c.account_id, _at.label("at"), _cents.label("cents"))
-        .where(_at >= ctx.since_us - window_us, _at < read_until, *extra)
+        select(c.tx.c.id, c.tx.c.account_id, c.at.label("at"), c.cents.label("cents"))
+        .where(c.at >= ctx.since_us - window_us, c.at < read_until, *extra)
         .cte(f"{label}_rows")
     )
     span = (ctx.since_us, ctx.until_us)
@@ -263,10 +278,11 @@ class Structuring:
         s = ctx.fraud_settings
         line = to_minor(s.large_amount)
         low = math.ceil(Decimal(line) * s.structuring_band_low)
+        c = _columns(ctx)
         band = [
-            _tx.c.kind == TransactionKind.deposit.value,
-            _cents >= low,
-            _cents < line,
+            c.tx.c.kind == TransactionKind.deposit.value,
+            c.cents >= low,
+            c.cents < line,
         ]
 
         def hot(cnt: Any, total: Any) -> Any:

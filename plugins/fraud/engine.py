@@ -11,9 +11,8 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from core import Runtime, TaskArgumentError, current, get_logger
+from core import DataTables, Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
-from core.models import Transaction
 from core.validators import as_utc
 from plugins.fraud.api import Finding, Rule, RuleContext, finding_key
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
@@ -121,8 +120,8 @@ def _advance_watermark(session: Session, until: datetime) -> None:
         mark.analysed_until = until
 
 
-def _scanned(session: Session, window: Window) -> int:
-    at = type_coerce(Transaction.__table__.c.created_at, BigInteger)
+def _scanned(session: Session, window: Window, tables: DataTables) -> int:
+    at = type_coerce(tables.transactions.c.created_at, BigInteger)
     query = select(func.count()).where(at >= to_micros(window.since), at < to_micros(window.until))
     return int(session.execute(query).scalar_one())
 
@@ -206,23 +205,44 @@ def _find(
 ) -> _Found:
     """The read phase: resolve the window and run every rule; nothing is written.
 
-    Each rule's context carries the settings of the plugin that registered it.
+    Each rule's context carries the settings of the plugin that registered it, and
+    the transactions to read (`current().data`, in their own session when mapped).
     """
+    runtime = current()
     window = resolve_window(session, settings, since, until, now)
-    found = _Found(window, _scanned(session, window), 0, {})
-    for active in rules:
-        rule = active.rule
-        ctx = RuleContext(
-            session, window.since, window.until, active.settings, now, fraud_settings=settings
-        )
-        try:
-            findings = list(rule.find(ctx))
-            found.rows[rule.name] = alert_rows(rule, findings, now)
-        except Exception as exc:
-            exc.add_note(f"in fraud rule {rule.name!r}")
-            raise
-        found.findings += len(findings)
+    with runtime.data_session(session) as data:
+        found = _Found(window, _scanned(data, window, runtime.data), 0, {})
+        for active in rules:
+            _run_rule(found, active, data, settings, now, runtime.data)
     return found
+
+
+def _run_rule(
+    found: _Found,
+    active: ActiveRule,
+    session: Session,
+    settings: FraudSettings,
+    now: datetime,
+    tables: DataTables,
+) -> None:
+    """Run one rule over the found window; its rows go into `found`."""
+    window, rule = found.window, active.rule
+    ctx = RuleContext(
+        session,
+        window.since,
+        window.until,
+        active.settings,
+        now,
+        fraud_settings=settings,
+        tables=tables,
+    )
+    try:
+        findings = list(rule.find(ctx))
+        found.rows[rule.name] = alert_rows(rule, findings, now)
+    except Exception as exc:
+        exc.add_note(f"in fraud rule {rule.name!r}")
+        raise
+    found.findings += len(findings)
 
 
 def _store(session: Session, found: _Found) -> tuple[dict[str, int], list[FraudAlert]]:

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, text
 
-from core.models import Transaction, TransactionStatus
+from core import current, data_scope
+from core.models import TransactionStatus
 from plugins.health.api import CheckContext, CheckResult, HealthCheck
 from plugins.health.backlog import REDIS_SCHEMES, QueueBacklogCheck, redis_client
 from plugins.health.settings import HealthSettings
@@ -103,10 +104,11 @@ class PendingTransactionsCheck:
         settings: HealthSettings = ctx.settings
         hours = settings.pending_max_age_hours
         cutoff = ctx.now - timedelta(hours=hours)
+        Transaction = current().data.Transaction
         query = select(func.count(), func.min(Transaction.created_at)).where(
             Transaction.status == TransactionStatus.pending, Transaction.created_at < cutoff
         )
-        with ctx.db.session() as session:
+        with data_scope() as session:
             count, oldest = session.execute(query).one()
         if not count:
             return CheckResult(

@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from core import RetryPolicy, TaskArgumentError, current, get_logger
-from core.models import User
+from sqlalchemy import select
+
+from core import RetryPolicy, TaskArgumentError, current, data_scope, get_logger
 from plugins.notifications import outbox
 from plugins.notifications.api import Message, PermanentFailure, TemporaryFailure
 from plugins.notifications.channels import PLUGIN, get_channel
@@ -86,20 +87,26 @@ def stored_key(
 def refuse_unknown_user(user_id: int) -> None:
     """An id that names no user is a bad argument: TaskArgumentError (never retried), and
     the outbox is not touched."""
-    with current().db.session() as session:
-        if session.get(User, user_id) is None:
-            raise TaskArgumentError(f"user_id={user_id}: no such user; nothing was sent")
+    if _user(user_id) is None:
+        raise TaskArgumentError(f"user_id={user_id}: no such user; nothing was sent")
+
+
+def _user(user_id: int) -> Any:
+    """(email, is_active) of a user, or None; read where the users are (`current().data`)."""
+    users = current().data.users
+    with data_scope() as session:
+        query = select(users.c.email, users.c.is_active).where(users.c.id == user_id)
+        return session.execute(query).first()
 
 
 def user_address(user_id: int) -> str:
     """The address of an active user, or PermanentFailure saying why there is none."""
-    with current().db.session() as session:
-        user = session.get(User, user_id)
-        if user is None:
-            raise PermanentFailure(f"user {user_id} does not exist; nothing was sent")
-        if not user.is_active:
-            raise PermanentFailure(f"user {user_id} is inactive; nothing was sent")
-        address = (user.email or "").strip()
+    user = _user(user_id)
+    if user is None:
+        raise PermanentFailure(f"user {user_id} does not exist; nothing was sent")
+    if not user.is_active:
+        raise PermanentFailure(f"user {user_id} is inactive; nothing was sent")
+    address = (user.email or "").strip()
     if not address:
         raise PermanentFailure(f"user {user_id} has no e-mail address; nothing was sent")
     try:

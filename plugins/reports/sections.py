@@ -15,8 +15,8 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import PluginSet, get_logger
-from core.models import Account, Transaction, TransactionKind, TransactionStatus, User
+from core import PluginSet, current, data_scope, get_logger
+from core.models import TransactionKind, TransactionStatus
 from plugins.reports.values import ensure_json_safe
 
 log = get_logger(__name__)
@@ -43,6 +43,7 @@ def _grouped(
     session: Session, column: Any, start: datetime, end: datetime
 ) -> dict[str, dict[str, Any]]:
     """Count and per-currency sums of the day's transactions, grouped by `column`."""
+    Transaction = current().data.Transaction
     key = column.label("key")
     stmt = (
         select(
@@ -66,6 +67,12 @@ def _grouped(
 
 def transactions_section(session: Session, report_date: date) -> dict[str, Any]:
     """Counts and exact sums of the day's transactions by currency, kind and status."""
+    with data_scope(session) as data:
+        return _transactions(data, report_date)
+
+
+def _transactions(session: Session, report_date: date) -> dict[str, Any]:
+    Transaction = current().data.Transaction
     start, end = day_window(report_date)
     in_day = (Transaction.created_at >= start, Transaction.created_at < end)
     by_currency_stmt = (
@@ -106,12 +113,17 @@ def transactions_section(session: Session, report_date: date) -> dict[str, Any]:
 def customers_section(session: Session, report_date: date) -> dict[str, Any]:
     """Users and accounts created during the day."""
     start, end = day_window(report_date)
-    new_users = session.execute(
-        select(func.count(User.id)).where(User.created_at >= start, User.created_at < end)
-    ).scalar_one()
-    new_accounts = session.execute(
-        select(func.count(Account.id)).where(Account.created_at >= start, Account.created_at < end)
-    ).scalar_one()
+    tables = current().data
+    User, Account = tables.User, tables.Account
+    with data_scope(session) as data:
+        new_users = data.execute(
+            select(func.count(User.id)).where(User.created_at >= start, User.created_at < end)
+        ).scalar_one()
+        new_accounts = data.execute(
+            select(func.count(Account.id)).where(
+                Account.created_at >= start, Account.created_at < end
+            )
+        ).scalar_one()
     return {"new_users": int(new_users), "new_accounts": int(new_accounts)}
 
 
