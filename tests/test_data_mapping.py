@@ -1,0 +1,337 @@
+"""DATA_MAPPING: banktasks reads a bank's own tables (shaped like a Django app's) and gives
+the same alerts, report totals and export bytes as with the same data in its own tables;
+it never writes the bank's tables; a mapping that does not fit fails at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from banktasks_testing.bankschema import (
+    BANK_MAPPING,
+    copy_from_native,
+    create_bank_schema,
+    table_digest,
+)
+from core import ConfigError, data_scope
+from core.db import Database, utcnow
+from core.default_plugins.seed import seed
+from core.factory import check_data_mapping
+from core.mapping import DataMapping
+from core.sources import check_mapping
+from plugins.fraud.models import FraudAlert
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mapping(**changes: Any) -> dict[str, Any]:
+    mapping = json.loads(json.dumps(BANK_MAPPING))
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        target = mapping
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return mapping
+
+
+def _native_data(url: str, transactions: int = 3000) -> Any:
+    """banktasks' own tables with the seed's planted patterns."""
+    return seed(Database(url), users=30, transactions=transactions, seed_value=7)
+
+
+def _outcome(app: Any, since: datetime, until: datetime, days: list[date]) -> dict[str, Any]:
+    """Everything the three plugins make of the data: alerts, reports, an export's bytes."""
+    app.set_current()
+    analysis = app.tasks["fraud.analyze_fraud_patterns"].apply(
+        kwargs={"since": since.isoformat(), "until": until.isoformat()}
+    )
+    with app.runtime.db.session() as session:
+        alerts = [
+            (a.rule, a.account_id, a.transaction_id, a.severity, a.score, a.evidence, a.dedup_key)
+            for a in session.scalars(select(FraudAlert).order_by(FraudAlert.rule, FraudAlert.id))
+        ]
+    reports = []
+    for day in days:
+        result = app.tasks["reports.generate_daily_reports"].apply(
+            kwargs={"report_date": day.isoformat(), "formats": ["json"]}
+        )
+        report = json.loads(Path(result.get()["files"]["json"]).read_text())
+        report.pop("generated_at")
+        reports.append((result.get()["totals"], report))
+    exports = []
+    for user_id in (1, 2, 3):
+        result = app.tasks["export.export_transaction_data"].apply(
+            kwargs={
+                "user_id": user_id,
+                "start_date": since.date().isoformat(),
+                "end_date": until.date().isoformat(),
+                "export_format": "csv",
+            }
+        )
+        exports.append(Path(result.get()["path"]).read_bytes())
+    return {
+        "scanned": analysis.get()["scanned"],
+        "alerts": alerts,
+        "reports": reports,
+        "exports": exports,
+    }
+
+
+def _compare(make_app: Any, native_url: str, mapped: dict[str, Any], bank: Any) -> None:
+    summary = _native_data(native_url)
+    counts = copy_from_native(create_engine(native_url), bank)
+    assert counts["transactions"] == summary.transactions
+    before = table_digest(bank)
+    since = datetime.fromisoformat(summary.since) - timedelta(days=1)
+    until = utcnow()
+    days = [until.date() - timedelta(days=n) for n in (1, 2, 10)]
+
+    native = _outcome(make_app(database_url=native_url), since, until, days)
+    mapped_app = make_app(**mapped)
+    assert mapped_app.runtime.data.mapped
+    seen = _outcome(mapped_app, since, until, days)
+
+    assert native["alerts"], "the seed plants patterns: there must be alerts to compare"
+    assert {a[0] for a in native["alerts"]} >= {"large_transaction", "structuring", "velocity"}
+    assert seen["scanned"] == native["scanned"] == summary.transactions
+    assert seen["alerts"] == native["alerts"]
+    assert seen["reports"] == native["reports"]
+    assert any(totals["transactions"] for totals, _ in native["reports"])
+    assert seen["exports"] == native["exports"]
+    assert all(native["exports"]) and any(e.count(b"\n") > 2 for e in native["exports"])
+    assert table_digest(bank) == before  # not one row of the bank's tables changed
+
+
+def test_sqlite_bank_database_gives_the_same_alerts_reports_and_exports(
+    make_app: Any, tmp_path: Path
+) -> None:
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    bank = create_engine(bank_url)
+    create_bank_schema(bank)
+    mapped = {
+        # banktasks' own tables in a database of their own, the bank's read from another
+        "database_url": f"sqlite:///{tmp_path / 'banktasks.db'}",
+        "data_mapping": {**BANK_MAPPING, "database_url": bank_url},
+        "banktasks_var_dir": str(tmp_path / "mapped-var"),
+    }
+    _compare(make_app, f"sqlite:///{tmp_path / 'native.db'}", mapped, bank)
+    own = create_engine(mapped["database_url"])
+    with own.connect() as conn:
+        tables = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master"))}
+    assert "fraud_alerts" in tables and "transactions" not in tables
+
+
+@pytest.mark.postgres
+def test_postgresql_same_database_own_schema_gives_the_same_results(
+    make_app: Any, pg_database_url: str, postgres_url: str, tmp_path: Path
+) -> None:
+    native_url = _extra_database(postgres_url)
+    bank = create_engine(pg_database_url)
+    create_bank_schema(bank)
+    mapped = {
+        # one database: the bank's tables in `public`, banktasks' in a schema of its own
+        "database_url": pg_database_url,
+        "database_schema": "banktasks",
+        "data_mapping": {**BANK_MAPPING, "schema": "public"},
+        "banktasks_var_dir": str(tmp_path / "mapped-var"),
+    }
+    _compare(make_app, native_url, mapped, bank)
+    with bank.connect() as conn:
+        schemas = dict(
+            conn.execute(
+                text(
+                    "SELECT table_name, table_schema FROM information_schema.tables "
+                    "WHERE table_name IN ('fraud_alerts', 'banking_transaction', 'transactions')"
+                )
+            ).all()
+        )
+    assert schemas == {"fraud_alerts": "banktasks", "banking_transaction": "public"}
+
+
+def _extra_database(postgres_url: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{postgres_url}/{name}"
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_a_write_to_the_mapped_tables(
+    make_app: Any, pg_database_url: str
+) -> None:
+    bank = create_engine(pg_database_url)
+    create_bank_schema(bank)
+    app = make_app(database_url=pg_database_url, data_mapping=BANK_MAPPING)
+    with pytest.raises(Exception, match="read-only transaction"), data_scope() as session:
+        session.execute(text("DELETE FROM banking_transaction"))
+    assert app.runtime.data.mapped
+
+
+def test_sqlite_refuses_a_write_to_the_mapped_tables(make_app: Any, tmp_path: Path) -> None:
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    create_bank_schema(create_engine(bank_url))
+    make_app(data_mapping={**BANK_MAPPING, "database_url": bank_url})
+    with pytest.raises(Exception, match="readonly"), data_scope() as session:
+        session.execute(text("DELETE FROM banking_transaction"))
+
+
+# --- a mapping that does not fit: one clear line, at start-up ---------------------------
+
+
+@pytest.fixture
+def bank_engine(tmp_path: Path) -> Any:
+    engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    create_bank_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE float_tx AS SELECT * FROM banking_transaction"))
+        conn.execute(text("ALTER TABLE float_tx DROP COLUMN amount"))
+        conn.execute(text("ALTER TABLE float_tx ADD COLUMN amount FLOAT"))
+        conn.execute(text("CREATE TABLE fine_tx AS SELECT * FROM banking_transaction"))
+        conn.execute(text("ALTER TABLE fine_tx DROP COLUMN amount"))
+        conn.execute(text("ALTER TABLE fine_tx ADD COLUMN amount NUMERIC(18, 4)"))
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"transactions__table": "banking_txn"},
+            "DATA_MAPPING.transactions.table: no table 'banking_txn'",
+        ),
+        (
+            {"accounts__columns": {"user_id": "customer_id"}},
+            "DATA_MAPPING.accounts.columns.user_id: table 'banking_account' has no column "
+            "'customer_id'",
+        ),
+        (
+            {"transactions__table": "float_tx"},
+            "DATA_MAPPING.transactions.columns.amount: column float_tx.amount is FLOAT: an exact "
+            "NUMERIC/DECIMAL expected (a float cannot hold money exactly)",
+        ),
+        (
+            {"transactions__table": "fine_tx"},
+            "column fine_tx.amount is NUMERIC(18, 4): 4 decimal places would be rounded",
+        ),
+        (
+            {"amounts": "minor"},
+            "DATA_MAPPING.accounts.columns.balance: column banking_account.balance is "
+            "NUMERIC(14, 2): integer minor units expected",
+        ),
+        (
+            {"transactions__values": {"kind": {"DEPOSIT": "cash_in"}}},
+            "DATA_MAPPING.transactions.values.kind: cash_in not banktasks value(s)",
+        ),
+    ],
+)
+def test_a_mapping_that_does_not_fit_the_database_is_one_clear_error(
+    bank_engine: Any, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_mapping(DataMapping.model_validate(_mapping(**changes)), bank_engine)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_fitting_mapping_passes(bank_engine: Any) -> None:
+    check_mapping(DataMapping.model_validate(BANK_MAPPING), bank_engine)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"users__columns": {"nickname": "x"}}, "unknown field(s) nickname"),
+        ({"accounts__columns": {"number": ["a", "b"]}}, "only full_name may list several"),
+        ({"transactions__columns": {"amount": ""}}, "columns.amount: this field is required"),
+        ({"users__values": {"email": {"A": "b"}}}, "cannot translate email"),
+        ({"amounts": "float"}, "AMOUNTS='float': Input should be 'decimal' or 'minor'"),
+    ],
+)
+def test_a_badly_shaped_mapping_is_refused_when_settings_load(
+    make_app: Any, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"DATA_MAPPING|data_mapping") as caught:
+        make_app(data_mapping=_mapping(**changes))
+    assert message in str(caught.value)
+
+
+def test_a_worker_with_a_mapping_that_does_not_fit_stops_with_one_line(
+    tmp_path: Path, broker_url: str
+) -> None:
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    create_bank_schema(create_engine(bank_url))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": broker_url,
+        "BANKTASKS_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'own.db'}",
+        "DATA_MAPPING": json.dumps(
+            _mapping(database_url=bank_url, transactions__columns={"kind": "type"})
+        ),
+    }
+    worker = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "core", "worker", "--pool=solo", "-Q", "none"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 2
+    assert worker.stderr.strip().splitlines()[-1] == (
+        "banktasks: configuration error: DATA_MAPPING.transactions.columns.kind: table "
+        "'banking_transaction' has no column 'type'; its columns: account_id, amount, "
+        "counterparty, created_at, currency, description, id, status, transaction_type, "
+        "updated_at"
+    )
+
+
+def test_db_init_checks_the_mapping_and_creates_only_banktasks_tables(
+    make_app: Any, tmp_path: Path
+) -> None:
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    create_bank_schema(create_engine(bank_url))
+    app = make_app(
+        database_url=f"sqlite:///{tmp_path / 'own.db'}",
+        data_mapping={**BANK_MAPPING, "database_url": bank_url},
+    )
+    check_data_mapping(app.runtime)
+    created = app.runtime.db.create_all()
+    assert "fraud_alerts" in created and "export_exports" in created
+    assert not {"users", "accounts", "transactions"} & set(created)
+
+
+def test_db_seed_refuses_to_write_mapped_tables(tmp_path: Path, broker_url: str) -> None:
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    create_bank_schema(create_engine(bank_url))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": broker_url,
+        "BANKTASKS_VAR_DIR": str(tmp_path / "var"),
+        "DATA_MAPPING": json.dumps({**BANK_MAPPING, "database_url": bank_url}),
+    }
+    seeding = subprocess.run(
+        [sys.executable, "-m", "core.cli", "db", "seed", "--users", "2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert seeding.returncode == 1
+    assert "DATA_MAPPING is set" in seeding.stderr
+    assert table_digest(create_engine(bank_url))["banking_transaction"][0] == 0
