@@ -125,6 +125,24 @@ def db_init() -> None:
     )
 
 
+@db.command("indexes")
+def db_indexes() -> None:
+    """Print the CREATE INDEX statements the bank's mapped tables need (DATA_MAPPING).
+
+    banktasks never runs them: the bank's DBA does, with the rights banktasks lacks.
+    """
+    from core.sources import recommended_indexes
+
+    runtime = _app().runtime
+    mapping = runtime.settings.data_mapping
+    if mapping is None or runtime.data_db is None:
+        raise click.ClickException(
+            "DATA_MAPPING is not set: banktasks' own tables come with their indexes"
+        )
+    for statement in recommended_indexes(mapping, runtime.data_db.dialect):
+        click.echo(statement)
+
+
 def parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
     """`key=value` pairs → kwargs; values that parse as JSON are taken as JSON."""
     kwargs: dict[str, Any] = {}

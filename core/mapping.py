@@ -83,10 +83,11 @@ class DataMapping(BaseModel):
         description="`decimal`: amounts are NUMERIC in major units (12.34); `minor`: integer "
         "minor units (1234)",
     )
-    times: Literal["datetime", "epoch_micros"] = Field(
+    times: Literal["datetime", "naive_utc", "epoch_micros"] = Field(
         "datetime",
-        description="`datetime`: timestamps (ISO text on SQLite, UTC when naive); "
-        "`epoch_micros`: integer microseconds since the epoch",
+        description="`datetime`: timestamps with time zone (PostgreSQL timestamptz; ISO text "
+        "on SQLite, UTC unless it carries an offset); `naive_utc`: PostgreSQL timestamps "
+        "without time zone holding UTC; `epoch_micros`: integer microseconds since the epoch",
     )
     users: TableMapping = Field(description="The table of customers")
     accounts: TableMapping = Field(description="The table of accounts")

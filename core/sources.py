@@ -99,7 +99,7 @@ def native_tables() -> DataTables:
     )
 
 
-def _micros(expr: Any, dialect: str) -> ColumnElement[Any]:
+def _micros(expr: Any, dialect: str, naive: bool = False) -> ColumnElement[Any]:
     """A timestamp column as integer epoch microseconds, exactly, in SQL.
 
     Constants are written inline, not bound, so the expression is the same text in
@@ -107,7 +107,10 @@ def _micros(expr: Any, dialect: str) -> ColumnElement[Any]:
     """
     million: ColumnElement[Any] = literal_column("1000000")
     if dialect == "postgresql":
-        return cast(func.round(extract("epoch", expr) * million), BigInteger)
+        # `AT TIME ZONE 'UTC'` turns a timestamptz into UTC wall time: the same instant,
+        # and (unlike EXTRACT on a timestamptz) an immutable expression that can be indexed
+        utc = expr if naive else expr.op("AT TIME ZONE")(literal_column("'UTC'"))
+        return cast(func.round(extract("epoch", utc) * million), BigInteger)
     # SQLite keeps timestamps as ISO text ("2024-01-31 09:30:00.123456", maybe with an
     # offset): whole seconds from strftime, the microseconds from the text itself.
     seconds = cast(func.strftime(literal_column("'%s'"), expr), BigInteger)
@@ -117,9 +120,15 @@ def _micros(expr: Any, dialect: str) -> ColumnElement[Any]:
 
 
 def _translated(expr: Any, values: dict[str, str]) -> Any:
+    """`CASE expr WHEN stored THEN banktasks' value … ELSE expr END`, values written inline
+    (like the time expressions: the same text in every query, so it can be indexed)."""
     if not values:
         return expr
-    return case(values, value=expr, else_=expr)
+    inline = {
+        literal(stored, literal_execute=True): literal(value, literal_execute=True)
+        for stored, value in values.items()
+    }
+    return case(inline, value=expr, else_=expr)
 
 
 def _field(mapping: DataMapping, model: str, field: str, src: Any, dialect: str) -> Any:
@@ -141,8 +150,8 @@ def _field(mapping: DataMapping, model: str, field: str, src: Any, dialect: str)
             return cast(func.round(expr * literal_column("100")), BigInteger)
         return cast(expr, BigInteger)
     if (model, field) in _TIME_FIELDS:
-        if mapping.times == "datetime":
-            return _micros(expr, dialect)
+        if mapping.times in ("datetime", "naive_utc"):
+            return _micros(expr, dialect, naive=mapping.times == "naive_utc")
         return cast(expr, BigInteger)
     return _translated(expr, getattr(mapping, model).values.get(field, {}))
 
@@ -185,7 +194,9 @@ def _stored_name(cls: Any, field: str) -> str:
     return str(cls.__mapper__.attrs[field].columns[0].name)
 
 
-def _type_problem(mapping: DataMapping, model: str, field: str, kind: Any) -> str | None:
+def _type_problem(
+    mapping: DataMapping, model: str, field: str, kind: Any, dialect: str
+) -> str | None:
     """Why a column's type cannot hold the field, or None."""
     if (model, field) in _MONEY_FIELDS:
         if mapping.amounts == "minor":
@@ -199,9 +210,18 @@ def _type_problem(mapping: DataMapping, model: str, field: str, kind: Any) -> st
     if (model, field) in _TIME_FIELDS:
         if mapping.times == "epoch_micros":
             return None if isinstance(kind, Integer) else "integer epoch microseconds expected"
-        if isinstance(kind, DateTime) or (isinstance(kind, String) and not _is_date(kind)):
-            return None
-        return "a timestamp expected"
+        if isinstance(kind, String):
+            return None  # SQLite: ISO text
+        if not isinstance(kind, DateTime) or _is_date(kind):
+            return "a timestamp expected"
+        if dialect == "postgresql" and kind.timezone != (mapping.times == "datetime"):
+            return (
+                'a timestamp WITHOUT time zone: set DATA_MAPPING.times = "naive_utc" '
+                "(its values are UTC)"
+                if mapping.times == "datetime"
+                else 'a timestamp WITH time zone: set DATA_MAPPING.times = "datetime"'
+            )
+        return None
     if field in ("id", "user_id", "account_id"):
         return None if isinstance(kind, Integer) else "an integer expected"
     if field == "is_active":
@@ -243,9 +263,53 @@ def check_mapping(mapping: DataMapping, engine: Engine) -> None:
                         f"{prefix}.columns.{field}: table {table.table!r} has no column "
                         f"{name!r}; its columns: {', '.join(sorted(found))}"
                     )
-                problem = _type_problem(mapping, model, field, found[name])
+                problem = _type_problem(mapping, model, field, found[name], engine.dialect.name)
                 if problem:
                     raise ConfigError(
                         f"{prefix}.columns.{field}: column {table.table}.{name} is "
                         f"{found[name]}: {problem}"
                     )
+
+
+_INDEXES = (
+    ("transactions", ("account_id", "created_at")),  # the fraud windows, per account
+    ("transactions", ("created_at",)),  # reports, the scan of a window
+    ("transactions", ("status", "created_at")),  # the health check's old pending ones
+    ("accounts", ("user_id",)),  # exports: a user's accounts
+)
+
+
+def recommended_indexes(mapping: DataMapping, dialect: str) -> list[str]:
+    """The CREATE INDEX statements that serve banktasks' queries on the bank's tables.
+
+    Times are indexed as the expression banktasks compares (epoch microseconds), the
+    same text it sends, so the database uses the index through the mapping.
+    """
+    statements = []
+    for model, fields in _INDEXES:
+        source: Any = _source(mapping, model)
+        bare = sql_table(source.name, *(sql_column(c.name) for c in source.c))  # no schema
+        parts = []
+        for field in fields:
+            expr = _field(mapping, model, field, bare, dialect)
+            if expr is bare.c.get(str(mapping.column(model, field))):
+                parts.append(str(mapping.column(model, field)))
+                continue
+            sql = expr.compile(dialect=_dialect(dialect), compile_kwargs={"literal_binds": True})
+            parts.append(f"({str(sql).replace(f'{source.name}.', '')})")
+        name = f"banktasks_{source.name}_{'_'.join(fields)}"[:63]
+        where = f"{mapping.schema_}." if mapping.schema_ else ""
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {where}{source.name} ({', '.join(parts)});"
+        )
+    return statements
+
+
+def _dialect(name: str) -> Any:
+    if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.dialect()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, func, select, text
 
 from banktasks_testing.bankschema import (
     BANK_MAPPING,
@@ -335,3 +335,57 @@ def test_db_seed_refuses_to_write_mapped_tables(tmp_path: Path, broker_url: str)
     assert seeding.returncode == 1
     assert "DATA_MAPPING is set" in seeding.stderr
     assert table_digest(create_engine(bank_url))["banking_transaction"][0] == 0
+
+
+def _plan(engine: Any, query: Any) -> str:
+    """The plan of `query` as banktasks sends it (SQLite: EXPLAIN QUERY PLAN; PG: EXPLAIN)."""
+    sent: list[tuple[str, Any]] = []
+    listener = lambda *args: sent.append((args[2], args[3]))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with engine.connect() as conn:
+            conn.execute(query).all()
+            statement, params = sent[-1]
+            explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+            rows = conn.exec_driver_sql(explain + statement, params).all()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_printed_indexes_serve_the_windows_through_the_mapping(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from core.models import TransactionStatus
+    from core.sources import mapped_tables, recommended_indexes
+
+    url = (
+        f"sqlite:///{tmp_path / 'bank.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_database_url")
+    )
+    engine = create_engine(url)
+    create_bank_schema(engine)
+    mapping = DataMapping.model_validate(BANK_MAPPING)
+    with engine.begin() as conn:
+        for statement in recommended_indexes(mapping, backend):
+            conn.execute(text(statement))
+        if backend == "postgresql":
+            conn.execute(text("SET enable_seqscan = off"))  # an empty table: force the choice
+    tables = mapped_tables(mapping, backend)
+    t, now = tables.Transaction, utcnow()
+    window = select(t.id).where(t.account_id == 3, t.created_at >= now, t.created_at < now)
+    pending = select(func.count()).where(t.status == TransactionStatus.pending, t.created_at < now)
+    for query, index in (
+        (window, "banktasks_banking_transaction_account_id_created_at"),
+        (pending, "banktasks_banking_transaction_status_created_at"),
+    ):
+        plan = _plan(engine, query)
+        if backend == "sqlite":
+            assert f"USING INDEX {index} (" in plan
+        else:  # on an empty table PostgreSQL picks any of them: the time range is in it
+            assert "using banktasks_banking_transaction_" in plan
+            assert "Index Cond: " in plan and "EXTRACT(epoch FROM" in plan

@@ -239,9 +239,10 @@ def read_ahead(source: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
 def _dbapi_cursor(conn: Connection, query: Any) -> Any:
     """`query` executed on a plain DB-API cursor of `conn`'s connection (server-side on PG).
 
-    The query's bound values are plain integers, so they need no type processing.
+    The query's bound values are plain integers, so they need no type processing; values
+    written inline at execution (`literal_execute`, a mapping's translations) are rendered.
     """
-    compiled = query.compile(dialect=conn.dialect)
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     args: Any = (
         tuple(params[name] for name in compiled.positiontup or ())
