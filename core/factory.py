@@ -707,7 +707,8 @@ def _runtime(
     settings: Settings, plugin_set: PluginSet, plugin_settings: dict[str, PluginSettings]
 ) -> Runtime:
     """The Runtime: banktasks' database (in DATABASE_SCHEMA, if set) and, with
-    DATA_MAPPING, the bank's read-only database and its tables seen as the core's."""
+    DATA_MAPPING, the bank's read-only database (DATA_DATABASE_URL, else DATABASE_URL's)
+    and its tables seen as the core's."""
     mapping = settings.data_mapping
     url = settings.sqlalchemy_url
     if settings.database_schema and not url.startswith("postgresql"):
@@ -715,11 +716,16 @@ def _runtime(
             f"DATABASE_SCHEMA={settings.database_schema}: schemas need PostgreSQL; with SQLite "
             "give banktasks' tables a database file of their own (DATABASE_URL) instead"
         )
+    if settings.data_database_url and not mapping:
+        raise ConfigError(
+            "DATA_DATABASE_URL is set but DATA_MAPPING is not: say which of the bank's tables "
+            "hold users, accounts and transactions (see docs/existing-database.md)"
+        )
     skip = CORE_TABLES if mapping else ()
     db = Database(url, schema=settings.database_schema, skip_tables=skip)
     runtime = Runtime(settings, plugin_set, plugin_settings, db)
     if mapping:
-        runtime.data_db = Database(mapping.database_url or url, read_only=True)
+        runtime.data_db = Database(settings.data_database_url or url, read_only=True)
         runtime.data = mapped_tables(mapping, runtime.data_db.dialect)
     return runtime
 

@@ -69,9 +69,6 @@ class DataMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    database_url: str | None = Field(
-        None, description="Database of the bank's tables; unset: DATABASE_URL's database"
-    )
     schema_: str | None = Field(
         None,
         alias="schema",

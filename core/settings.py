@@ -105,6 +105,11 @@ class Settings(_LayeredSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default the SQLite file <BANKTASKS_VAR_DIR>/banking.db"
     )
+    data_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the bank's database that DATA_MAPPING reads "
+        "(read-only); unset: DATABASE_URL's database",
+    )
     database_schema: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -234,7 +239,7 @@ class Settings(_LayeredSettings):
             raise ValueError(f"bad port (expected a number from 1 to 65535); {ENCODE}") from None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "data_database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

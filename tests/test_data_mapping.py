@@ -121,7 +121,8 @@ def test_sqlite_bank_database_gives_the_same_alerts_reports_and_exports(
     mapped = {
         # banktasks' own tables in a database of their own, the bank's read from another
         "database_url": f"sqlite:///{tmp_path / 'banktasks.db'}",
-        "data_mapping": {**BANK_MAPPING, "database_url": bank_url},
+        "data_database_url": bank_url,
+        "data_mapping": BANK_MAPPING,
         "banktasks_var_dir": str(tmp_path / "mapped-var"),
     }
     _compare(make_app, f"sqlite:///{tmp_path / 'native.db'}", mapped, bank)
@@ -182,7 +183,7 @@ def test_postgresql_refuses_a_write_to_the_mapped_tables(
 def test_sqlite_refuses_a_write_to_the_mapped_tables(make_app: Any, tmp_path: Path) -> None:
     bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
     create_bank_schema(create_engine(bank_url))
-    make_app(data_mapping={**BANK_MAPPING, "database_url": bank_url})
+    make_app(data_mapping=BANK_MAPPING, data_database_url=bank_url)
     with pytest.raises(Exception, match="readonly"), data_scope() as session:
         session.execute(text("DELETE FROM banking_transaction"))
 
@@ -278,9 +279,8 @@ def test_a_worker_with_a_mapping_that_does_not_fit_stops_with_one_line(
         "REDIS_URL": broker_url,
         "BANKTASKS_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'own.db'}",
-        "DATA_MAPPING": json.dumps(
-            _mapping(database_url=bank_url, transactions__columns={"kind": "type"})
-        ),
+        "DATA_DATABASE_URL": bank_url,
+        "DATA_MAPPING": json.dumps(_mapping(transactions__columns={"kind": "type"})),
     }
     worker = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "core", "worker", "--pool=solo", "-Q", "none"],
@@ -306,7 +306,8 @@ def test_db_init_checks_the_mapping_and_creates_only_banktasks_tables(
     create_bank_schema(create_engine(bank_url))
     app = make_app(
         database_url=f"sqlite:///{tmp_path / 'own.db'}",
-        data_mapping={**BANK_MAPPING, "database_url": bank_url},
+        data_database_url=bank_url,
+        data_mapping=BANK_MAPPING,
     )
     check_data_mapping(app.runtime)
     created = app.runtime.db.create_all()
@@ -322,7 +323,8 @@ def test_db_seed_refuses_to_write_mapped_tables(tmp_path: Path, broker_url: str)
         "PYTHONPATH": str(ROOT),
         "REDIS_URL": broker_url,
         "BANKTASKS_VAR_DIR": str(tmp_path / "var"),
-        "DATA_MAPPING": json.dumps({**BANK_MAPPING, "database_url": bank_url}),
+        "DATA_DATABASE_URL": bank_url,
+        "DATA_MAPPING": json.dumps(BANK_MAPPING),
     }
     seeding = subprocess.run(
         [sys.executable, "-m", "core.cli", "db", "seed", "--users", "2"],
