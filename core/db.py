@@ -189,9 +189,13 @@ def _read_only(engine: Engine) -> None:
     """Every transaction of `engine` is read-only: the database refuses a write."""
     if engine.dialect.name == "postgresql":
 
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        @event.listens_for(engine, "connect")
+        def _session_read_only(dbapi_conn: Any, _record: Any) -> None:
+            # every transaction of the session, server-side cursors' included
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cursor.close()
+            dbapi_conn.commit()
 
     else:
 

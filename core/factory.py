@@ -886,6 +886,8 @@ def _connect_signals(app: BanktasksCelery) -> None:
         # a forked worker child must not share database connections with its parent
         if _is_current(app):
             app.runtime.db.dispose()
+            if app.runtime.data_db is not None:
+                app.runtime.data_db.dispose()
 
     settings = app.runtime.settings
     receivers = [

@@ -1,0 +1,1 @@
+"""The bank's `core` app (branches), as module `bankcore`: see `bankcore.apps`."""

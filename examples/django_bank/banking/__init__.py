@@ -1,0 +1,1 @@
+"""The `banking` app: accounts and their transactions."""
