@@ -391,3 +391,40 @@ def test_the_printed_indexes_serve_the_windows_through_the_mapping(
         else:  # on an empty table PostgreSQL picks any of them: the time range is in it
             assert "using banktasks_banking_transaction_" in plan
             assert "Index Cond: " in plan and "EXTRACT(epoch FROM" in plan
+
+
+def test_the_plugin_api_recipe_reads_both_ways(make_app: Any, tmp_path: Path) -> None:
+    """docs/plugin-api.md's `current().data` example gives the same sum on banktasks'
+    tables and on the bank's."""
+    import re
+
+    text_ = (ROOT / "docs" / "plugin-api.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", text_, re.S) if "deposits_cents" in b
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/plugin-api.md", "exec"), namespace)
+    native_url = f"sqlite:///{tmp_path / 'native.db'}"
+    _native_data(native_url, transactions=500)
+    native_engine = create_engine(native_url)
+    with native_engine.connect() as conn:
+        expected = dict(
+            conn.execute(
+                text(
+                    "SELECT account_id, SUM(amount_minor) FROM transactions "
+                    "WHERE kind = 'deposit' GROUP BY account_id"
+                )
+            ).all()
+        )
+    bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
+    create_bank_schema(create_engine(bank_url))
+    copy_from_native(native_engine, create_engine(bank_url))
+    accounts = sorted(expected)[:5]
+    make_app(database_url=native_url)
+    assert [namespace["deposits_cents"](a) for a in accounts] == [expected[a] for a in accounts]
+    make_app(
+        database_url=f"sqlite:///{tmp_path / 'own.db'}",
+        data_database_url=bank_url,
+        data_mapping=BANK_MAPPING,
+    )
+    assert [namespace["deposits_cents"](a) for a in accounts] == [expected[a] for a in accounts]
