@@ -62,6 +62,8 @@ _TIME_FIELDS = {
 }
 _DEFAULTS: dict[tuple[str, str], Any] = {
     ("users", "is_active"): true(),
+    ("users", "created_at"): null(),
+    ("accounts", "created_at"): null(),
     ("accounts", "currency"): literal("USD"),
     ("accounts", "status"): literal("active"),
     ("accounts", "balance"): literal(0),

@@ -428,3 +428,60 @@ def test_the_plugin_api_recipe_reads_both_ways(make_app: Any, tmp_path: Path) ->
         data_mapping=BANK_MAPPING,
     )
     assert [namespace["deposits_cents"](a) for a in accounts] == [expected[a] for a in accounts]
+
+
+def test_optional_fields_mapped_to_nothing_read_their_defaults(tmp_path: Path) -> None:
+    from core.sources import mapped_tables
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    create_bank_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO auth_user VALUES (1, 'u1', 'a@example.com', 'Ann', '', 0, "
+                "'2024-01-15 10:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO banking_account VALUES (1, 1, 'DE001', 'EUR', 12.5, 'ACTIVE', "
+                "'2024-01-15 10:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO banking_transaction VALUES (1, 1, 0.29, 'EUR', 'FEE', 'FAILED', "
+                "'ACME', 'x', '2024-01-15 10:00:00.000001', '2024-01-16 00:00:00')"
+            )
+        )
+    nothing = {
+        "users": ["is_active", "created_at"],
+        "accounts": ["currency", "status", "balance", "created_at"],
+        "transactions": ["currency", "status", "counterparty", "description", "updated_at"],
+    }
+    mapping = _mapping(
+        **{
+            f"{model}__columns": {
+                **BANK_MAPPING[model].get("columns", {}),
+                **dict.fromkeys(fields, ""),
+            }
+            for model, fields in nothing.items()
+        }
+    )
+    check_mapping(DataMapping.model_validate(mapping), engine)
+    tables = mapped_tables(DataMapping.model_validate(mapping), "sqlite")
+    with engine.connect() as conn:
+        user = conn.execute(select(tables.users)).one()
+        account = conn.execute(select(tables.accounts)).one()
+        tx = conn.execute(select(tables.transactions)).one()
+    assert (user.full_name, user.is_active, user.created_at) == ("Ann", True, None)
+    assert (account.currency, account.status, account.created_at) == ("USD", "active", None)
+    assert str(account.balance_minor) == "0.00"
+    assert (tx.currency, tx.status, tx.counterparty, tx.description) == (
+        "USD",
+        "completed",
+        None,
+        None,
+    )
+    assert str(tx.amount_minor) == "0.29" and tx.kind == "fee"
+    assert tx.updated_at == tx.created_at and tx.created_at.microsecond == 1
