@@ -207,6 +207,12 @@ class Settings(_LayeredSettings):
 
     _plugin_tables: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    @field_validator("banktasks_var_dir", mode="before")
+    @classmethod
+    def _var_dir_default(cls, value: Any) -> Any:
+        # an empty BANKTASKS_VAR_DIR= would be "." (the working directory, made owner-only)
+        return Path("var") if value is None or str(value).strip() == "" else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:

@@ -142,3 +142,8 @@ def test_plugin_settings_must_subclass_plugin_settings(bt_env):
 
     with pytest.raises(ConfigError, match=r"subclass of core\.PluginSettings"):
         load_plugin_settings("acme", Loose, load_settings())  # type: ignore[arg-type]
+
+
+def test_an_empty_var_dir_is_the_default_not_the_working_directory(bt_env, monkeypatch):
+    monkeypatch.setenv("BANKTASKS_VAR_DIR", "")
+    assert load_settings().var_dir == Path("var")
