@@ -64,6 +64,7 @@ banking_transaction = Table(
     Column("currency", String(3), nullable=False),
     Column("transaction_type", String(16), nullable=False),
     Column("status", String(16), nullable=False),
+    Column("channel", String(16), nullable=True),
     Column("counterparty", String(200), nullable=True),
     Column("description", String(500), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
@@ -73,6 +74,7 @@ banking_transaction = Table(
 
 KINDS = {kind.upper(): kind for kind in ("deposit", "withdrawal", "transfer", "payment", "fee")}
 STATUSES = {s.upper(): s for s in ("pending", "completed", "failed", "reversed")}
+CHANNELS = {"CASH": "cash", "CARD": "card", "WIRE": "wire", "ACH": "ach", "BOOK": "internal"}
 
 BANK_MAPPING: dict[str, Any] = {
     "amounts": "decimal",
@@ -89,10 +91,12 @@ BANK_MAPPING: dict[str, Any] = {
     "transactions": {
         "table": "banking_transaction",
         "columns": {"kind": "transaction_type"},
-        "values": {"kind": KINDS, "status": STATUSES},
+        "values": {"kind": KINDS, "status": STATUSES, "channel": CHANNELS},
     },
 }
 """The DATA_MAPPING of this schema (`DATA_MAPPING=json.dumps(BANK_MAPPING)`)."""
+
+_BANK_CHANNEL = {value: stored for stored, value in CHANNELS.items()}
 
 
 def create_bank_schema(engine: Engine) -> None:
@@ -151,6 +155,7 @@ def copy_from_native(native: Engine, bank: Engine, batch: int = 20_000) -> dict[
                 "currency": row.currency,
                 "transaction_type": str(row.kind).upper(),
                 "status": str(row.status).upper(),
+                "channel": _BANK_CHANNEL.get(row.channel),
                 "counterparty": row.counterparty,
                 "description": row.description or "",
                 "created_at": row.created_at,

@@ -106,23 +106,45 @@ def db() -> None:
 
 
 @db.command("init")
-def db_init() -> None:
-    """Create the tables of the core and of every enabled plugin.
+@click.option("--json", "as_json", is_flag=True, help="Print what was done per chain as JSON.")
+def db_init(as_json: bool) -> None:
+    """Create the tables of the core and of every enabled plugin, or upgrade them.
 
-    With DATA_MAPPING the mapping is checked against the bank's database first, and
-    the core's users, accounts and transactions are not created (the bank's are read).
+    The same as `db upgrade`: a new database gets every table; one made by an older
+    version is migrated in place. With DATA_MAPPING the mapping is checked against the
+    bank's database first, and the core's users, accounts and transactions are neither
+    created nor altered (the bank's are read).
     """
+    _upgrade(as_json)
+
+
+@db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done per chain as JSON.")
+def db_upgrade(as_json: bool) -> None:
+    """Apply the migrations of the core's and every plugin's version chain (Alembic).
+
+    Per chain: migrated to its head; or, on a database made before migrations
+    existed, stamped at its baseline and migrated in place; or, when none of its
+    tables exist, created from the models. Data is kept.
+    """
+    _upgrade(as_json)
+
+
+def _upgrade(as_json: bool) -> None:
     from core.factory import check_data_mapping
+    from core.migrate import upgrade
 
     runtime = _app().runtime
     try:
         check_data_mapping(runtime)
+        done = upgrade(runtime)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    tables = runtime.db.create_all()
-    click.echo(
-        f"created {len(tables)} tables in {runtime.db.url.split('@')[-1]}: {', '.join(tables)}"
-    )
+    if as_json:
+        click.echo(json.dumps(done))
+        return
+    where = runtime.db.url.split("@")[-1]
+    click.echo(f"{where}: {', '.join(f'{chain} {what}' for chain, what in done.items())}")
 
 
 @db.command("indexes")

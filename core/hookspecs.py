@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core.markers import hookspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import click
     import pluggy
     from celery import Celery, Task
@@ -73,6 +75,20 @@ def configure_app(app: Celery, settings: Settings) -> None:
     """Have the last word on the Celery app (routes, queues, signals), after the core.
 
     Raise `core.ConfigError` to stop start-up with one clear line.
+    """
+
+
+@hookspec
+def register_migrations() -> str | Path | None:
+    """The folder of this plugin's Alembic revisions: its own version chain, which
+    `banktasks db upgrade` runs next to the core's and every other plugin's.
+
+    The chain's first revision has `branch_labels = ("<plugin name>",)` and
+    `down_revision = None`; later ones revise it. The chain owns the tables whose models
+    are defined in the plugin's package: on a database that has none of them they are
+    created from the models and the chain is stamped at its head. Migrations may use
+    `core.migrate.has_column` and `owns_table`. Return None (or do not implement this
+    hook) to have new tables created from the models, without a chain.
     """
 
 

@@ -21,6 +21,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "currency",
         "kind",
         "status",
+        "channel",
         "counterparty",
         "description",
         "created_at",
@@ -32,13 +33,20 @@ FIELDS: dict[str, tuple[str, ...]] = {
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "users": ("is_active", "created_at"),
     "accounts": ("currency", "status", "created_at", "balance"),
-    "transactions": ("currency", "status", "counterparty", "description", "updated_at"),
+    "transactions": (
+        "currency",
+        "status",
+        "channel",
+        "counterparty",
+        "description",
+        "updated_at",
+    ),
 }
 """Fields that may be mapped to nothing (`""`): banktasks reads its default instead."""
 
 TRANSLATED: dict[str, tuple[str, ...]] = {
     "accounts": ("status",),
-    "transactions": ("kind", "status"),
+    "transactions": ("kind", "status", "channel"),
 }
 """Fields whose stored values may be translated to banktasks' values (`values`)."""
 
@@ -59,8 +67,8 @@ class TableMapping(BaseModel):
     )
     values: dict[str, dict[str, str]] = Field(
         default_factory=dict,
-        description="field → {stored value: banktasks value}, for `kind` and `status`; "
-        "values not listed are read as they are",
+        description="field → {stored value: banktasks value}, for `kind`, `status` and "
+        "`channel`; values not listed are read as they are",
     )
 
 

@@ -31,6 +31,17 @@ class TransactionStatus(enum.StrEnum):
     reversed = "reversed"
 
 
+class TransactionChannel(enum.StrEnum):
+    """How the money moved; None where the source does not say (rows written before
+    channels, callers that give none)."""
+
+    cash = "cash"
+    card = "card"
+    wire = "wire"
+    ach = "ach"
+    internal = "internal"
+
+
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, validate_strings=True, length=16)
 
@@ -82,6 +93,9 @@ class Transaction(Base):
     kind: Mapped[TransactionKind] = mapped_column(_enum(TransactionKind, "transaction_kind"))
     status: Mapped[TransactionStatus] = mapped_column(
         _enum(TransactionStatus, "transaction_status"), default=TransactionStatus.completed
+    )
+    channel: Mapped[TransactionChannel | None] = mapped_column(
+        _enum(TransactionChannel, "transaction_channel"), nullable=True, default=None
     )
     counterparty: Mapped[str | None] = mapped_column(String(200), nullable=True)
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -46,11 +46,19 @@ from sqlalchemy.types import Date, DateTime
 
 from core.errors import ConfigError
 from core.mapping import FIELDS, DataMapping
-from core.models import Account, Transaction, TransactionKind, TransactionStatus, User
+from core.models import (
+    Account,
+    Transaction,
+    TransactionChannel,
+    TransactionKind,
+    TransactionStatus,
+    User,
+)
 
 _TARGET_VALUES: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("transactions", "kind"): tuple(TransactionKind),
     ("transactions", "status"): tuple(TransactionStatus),
+    ("transactions", "channel"): tuple(TransactionChannel),
     ("accounts", "status"): None,  # free text in the core model
 }
 _MONEY_FIELDS = {("accounts", "balance"), ("transactions", "amount")}
@@ -69,6 +77,7 @@ _DEFAULTS: dict[tuple[str, str], Any] = {
     ("accounts", "balance"): literal(0),
     ("transactions", "currency"): literal("USD"),
     ("transactions", "status"): literal(TransactionStatus.completed.value),
+    ("transactions", "channel"): null(),
     ("transactions", "counterparty"): null(),
     ("transactions", "description"): null(),
 }

@@ -250,6 +250,34 @@ def test_the_fitting_mapping_passes(bank_engine: Any) -> None:
     check_mapping(DataMapping.model_validate(BANK_MAPPING), bank_engine)
 
 
+def test_channel_values_translate(bank_engine: Any) -> None:
+    from core.sources import mapped_tables
+
+    with bank_engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO auth_user VALUES (1, 'u', 'a@b.c', 'A', 'B', 1, '2024-01-01')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO banking_account VALUES (1, 1, 'N1', 'USD', 0, 'ACTIVE', '2024-01-01')"
+            )
+        )
+        for tid, channel in enumerate(("CASH", "BOOK", None, "CARD"), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO banking_transaction (id, account_id, amount, currency, "
+                    "transaction_type, status, channel, description, created_at, updated_at) "
+                    "VALUES (:id, 1, 1, 'USD', 'DEPOSIT', 'COMPLETED', :channel, '', "
+                    "'2024-01-02', '2024-01-02')"
+                ),
+                {"id": tid, "channel": channel},
+            )
+    t = mapped_tables(DataMapping.model_validate(BANK_MAPPING), "sqlite").transactions
+    with bank_engine.connect() as conn:
+        channels = conn.execute(select(t.c.channel).order_by(t.c.id)).scalars().all()
+    assert channels == ["cash", "internal", None, "card"]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -294,8 +322,8 @@ def test_a_worker_with_a_mapping_that_does_not_fit_stops_with_one_line(
     assert worker.stderr.strip().splitlines()[-1] == (
         "banktasks: configuration error: DATA_MAPPING.transactions.columns.kind: table "
         "'banking_transaction' has no column 'type'; its columns: account_id, amount, "
-        "counterparty, created_at, currency, description, id, status, transaction_type, "
-        "updated_at"
+        "channel, counterparty, created_at, currency, description, id, status, "
+        "transaction_type, updated_at"
     )
 
 
@@ -450,14 +478,23 @@ def test_optional_fields_mapped_to_nothing_read_their_defaults(tmp_path: Path) -
         )
         conn.execute(
             text(
-                "INSERT INTO banking_transaction VALUES (1, 1, 0.29, 'EUR', 'FEE', 'FAILED', "
-                "'ACME', 'x', '2024-01-15 10:00:00.000001', '2024-01-16 00:00:00')"
+                "INSERT INTO banking_transaction (id, account_id, amount, currency, "
+                "transaction_type, status, channel, counterparty, description, created_at, "
+                "updated_at) VALUES (1, 1, 0.29, 'EUR', 'FEE', 'FAILED', 'BOOK', 'ACME', 'x', "
+                "'2024-01-15 10:00:00.000001', '2024-01-16 00:00:00')"
             )
         )
     nothing = {
         "users": ["is_active", "created_at"],
         "accounts": ["currency", "status", "balance", "created_at"],
-        "transactions": ["currency", "status", "counterparty", "description", "updated_at"],
+        "transactions": [
+            "currency",
+            "status",
+            "channel",
+            "counterparty",
+            "description",
+            "updated_at",
+        ],
     }
     mapping = _mapping(
         **{
@@ -483,5 +520,5 @@ def test_optional_fields_mapped_to_nothing_read_their_defaults(tmp_path: Path) -
         None,
         None,
     )
-    assert str(tx.amount_minor) == "0.29" and tx.kind == "fee"
+    assert str(tx.amount_minor) == "0.29" and tx.kind == "fee" and tx.channel is None
     assert tx.updated_at == tx.created_at and tx.created_at.microsecond == 1

@@ -235,6 +235,7 @@ def seed(
                 "USD",
                 kind,
                 status,
+                channel_of(kind, tid),
                 COUNTERPARTIES[tid % len(COUNTERPARTIES)],
                 None,
                 at,
@@ -251,6 +252,7 @@ def seed(
             "currency",
             "kind",
             "status",
+            "channel",
             "counterparty",
             "description",
             "created_at",
@@ -263,6 +265,22 @@ def seed(
     summary.accounts = n_accounts
     summary.transactions = len(rows)
     return summary
+
+
+CHANNELS_BY_KIND = {
+    "deposit": ("cash", "ach", "ach"),
+    "withdrawal": ("cash", "card"),
+    "transfer": ("wire", "internal", "internal", "internal"),
+    "payment": ("card",),
+    "fee": ("internal",),
+}
+
+
+def channel_of(kind: str, transaction_id: int) -> str:
+    """The channel of a seeded transaction: from its kind, spread by its id (no random
+    draw, so the rest of the data is what the same seed always gave)."""
+    choices = CHANNELS_BY_KIND[kind]
+    return choices[transaction_id % len(choices)]
 
 
 def reset(db: Database) -> None:

@@ -7,6 +7,7 @@ implements no hook owned by another plugin, and has no schedule.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core import hookimpl
@@ -21,6 +22,12 @@ from plugins.export.tasks import export_transaction_data
 def register_hookspecs(pm: Any) -> None:
     """Add `register_export_formats` and `on_export_ready`."""
     pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The export plugin's own Alembic version chain (`migrations/`)."""
+    return Path(__file__).resolve().parent / "migrations"
 
 
 @hookimpl

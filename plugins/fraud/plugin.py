@@ -7,6 +7,7 @@ Core hooks (hookspecs, settings, tasks, schedule, start-up check, CLI), its own
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,6 +41,12 @@ EXPIRES_SECONDS = 14 * 60  # a run still queued when the next one is due is drop
 def register_hookspecs(pm: Any) -> None:
     """Add the hooks fraud owns: register_fraud_rules, on_fraud_alert."""
     pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The fraud plugin's own Alembic version chain (`migrations/`)."""
+    return Path(__file__).resolve().parent / "migrations"
 
 
 @hookimpl

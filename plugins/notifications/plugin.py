@@ -10,6 +10,7 @@ are implemented in `integrations.py` and re-exported here.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -49,6 +50,12 @@ __all__ = [
 def register_hookspecs(pm: Any) -> None:
     """Add `register_notification_channels`."""
     pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The notifications plugin's own Alembic version chain (`migrations/`)."""
+    return Path(__file__).resolve().parent / "migrations"
 
 
 @hookimpl

@@ -8,6 +8,7 @@ default plugin's `collect_metrics` (the report's lateness).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core import Schedule, hookimpl
@@ -26,6 +27,12 @@ SCHEDULE_CRON = "0 0 * * *"
 def register_hookspecs(pm: Any) -> None:
     """Add the hooks reports owns: formats, sections, on_report_generated."""
     pm.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The reports plugin's own Alembic version chain (`migrations/`)."""
+    return Path(__file__).resolve().parent / "migrations"
 
 
 @hookimpl

@@ -59,6 +59,15 @@ class Transaction(models.Model):
         FAILED = "FAILED", "Failed"
         REVERSED = "REVERSED", "Reversed"
 
+    class Channel(models.TextChoices):
+        """How the money moved; null on rows from before channels were recorded."""
+
+        CASH = "CASH", "Cash"
+        CARD = "CARD", "Card"
+        WIRE = "WIRE", "Wire"
+        ACH = "ACH", "ACH"
+        BOOK = "BOOK", "Book transfer"  # between two accounts of this bank
+
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="transactions")
     amount = models.DecimalField(
         max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
@@ -66,6 +75,7 @@ class Transaction(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     transaction_type = models.CharField(max_length=16, choices=Type.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    channel = models.CharField(max_length=16, choices=Channel.choices, null=True, blank=True)
     counterparty = models.CharField(max_length=200, null=True, blank=True)
     description = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

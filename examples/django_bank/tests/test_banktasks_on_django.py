@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 from banktasks_testing import wait_for
+from core import data_scope
 from plugins.fraud.models import FraudAlert
-from sqlalchemy import create_engine, inspect, select, table, text
+from sqlalchemy import create_engine, func, inspect, select, table, text
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.e2e
@@ -117,8 +118,26 @@ def test_banktasks_works_on_the_django_tables_and_never_writes_them(
     bank: Bank, e2e: Any, smtp_server: Any
 ) -> None:
     before = django_tables_digest(bank.url)
+    init = subprocess.run(
+        [sys.executable, "-m", "core.cli", "db", "init", "--json"],
+        env=bank.env,
+        cwd=EXAMPLE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stderr
+    assert set(json.loads(init.stdout.splitlines()[-1]).values()) == {"created"}
     app = e2e.app()
     assert app.runtime.data.mapped
+
+    # the channels, translated: Django's CASH ... BOOK are banktasks' cash ... internal
+    t = app.runtime.data.transactions
+    with data_scope() as session:
+        seen = dict(session.execute(select(t.c.channel, func.count()).group_by(t.c.channel)).all())
+    stored = dict(bank.query("SELECT channel, COUNT(*) FROM banking_transaction GROUP BY channel"))
+    names = {"CASH": "cash", "CARD": "card", "WIRE": "wire", "ACH": "ach", "BOOK": "internal"}
+    assert seen == {names[k]: n for k, n in stored.items()} and len(seen) == 5
     e2e.start_worker(concurrency=2)
 
     # fraud: exactly the planted patterns (the background raises nothing)

@@ -109,6 +109,21 @@ def cents(value: int) -> Decimal:
     return (Decimal(value) / 100).quantize(Decimal("0.01"))
 
 
+
+CHANNELS = {
+    Transaction.Type.DEPOSIT: (Transaction.Channel.CASH, Transaction.Channel.ACH),
+    Transaction.Type.WITHDRAWAL: (Transaction.Channel.CASH, Transaction.Channel.CARD),
+    Transaction.Type.TRANSFER: (Transaction.Channel.WIRE, Transaction.Channel.BOOK),
+    Transaction.Type.PAYMENT: (Transaction.Channel.CARD,),
+    Transaction.Type.FEE: (Transaction.Channel.BOOK,),
+}
+
+
+def channel_of(transaction_type: str, n: int) -> str:
+    """The channel of the n-th row written: from its type, spread by n (no random draw)."""
+    choices = CHANNELS[Transaction.Type(transaction_type)]
+    return choices[n % len(choices)]
+
 class Command(BaseCommand):
     """Seed an empty database with a deterministic bank (see the module docstring)."""
 
@@ -236,6 +251,7 @@ class _TransactionBuilder:
 
     def add(self, account: Account, at_us: int, **fields: Any) -> Transaction:
         """Create one row at `at_us` microseconds into the day."""
+        fields.setdefault("channel", channel_of(fields["transaction_type"], len(self.rows)))
         row = Transaction(
             account=account,
             currency=account.currency,

@@ -1,0 +1,1 @@
+"""The core's Alembic version chain (branch `core`): `versions/`, run by `core.migrate`."""
