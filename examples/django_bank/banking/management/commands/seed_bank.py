@@ -109,7 +109,6 @@ def cents(value: int) -> Decimal:
     return (Decimal(value) / 100).quantize(Decimal("0.01"))
 
 
-
 CHANNELS = {
     Transaction.Type.DEPOSIT: (Transaction.Channel.CASH, Transaction.Channel.ACH),
     Transaction.Type.WITHDRAWAL: (Transaction.Channel.CASH, Transaction.Channel.CARD),
@@ -123,6 +122,7 @@ def channel_of(transaction_type: str, n: int) -> str:
     """The channel of the n-th row written: from its type, spread by n (no random draw)."""
     choices = CHANNELS[Transaction.Type(transaction_type)]
     return choices[n % len(choices)]
+
 
 class Command(BaseCommand):
     """Seed an empty database with a deterministic bank (see the module docstring)."""
