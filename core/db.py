@@ -171,10 +171,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
     """Create an engine: SQLite gets WAL, foreign keys and a busy timeout; its file and
-    the folders made for it are owner-only (`private_sqlite_file`)."""
+    the folders made for it are owner-only (`private_sqlite_file`).
+
+    `read_only` (a bank's database, DATA_MAPPING) leaves a SQLite file exactly as it is:
+    no change of mode or journal, and the connection refuses writes (`query_only`).
+    """
     parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and read_only:
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_read_pragmas)
+        return engine
     if parsed.get_backend_name() == "sqlite":
         if database := _sqlite_file(parsed.database):
             private_sqlite_file(database)
@@ -186,24 +201,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _read_only(engine: Engine) -> None:
-    """Every transaction of `engine` is read-only: the database refuses a write."""
-    if engine.dialect.name == "postgresql":
+    """Every transaction of a PostgreSQL engine is read-only: the server refuses a write."""
 
-        @event.listens_for(engine, "connect")
-        def _session_read_only(dbapi_conn: Any, _record: Any) -> None:
-            # every transaction of the session, server-side cursors' included
-            cursor = dbapi_conn.cursor()
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            cursor.close()
-            dbapi_conn.commit()
-
-    else:
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA query_only=ON")
-            cursor.close()
+    @event.listens_for(engine, "connect")
+    def _session_read_only(dbapi_conn: Any, _record: Any) -> None:
+        # every transaction of the session, server-side cursors' included
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.close()
+        dbapi_conn.commit()
 
 
 class Database:
@@ -235,8 +241,8 @@ class Database:
         """The SQLAlchemy engine, created on first use."""
         if self._engine is None:
             options = {"schema_translate_map": {None: self.schema}} if self.schema else {}
-            engine = make_engine(self.url, execution_options=options)
-            if self.read_only:
+            engine = make_engine(self.url, read_only=self.read_only, execution_options=options)
+            if self.read_only and engine.dialect.name == "postgresql":
                 _read_only(engine)
             self._engine = engine
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)

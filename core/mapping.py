@@ -90,9 +90,9 @@ class DataMapping(BaseModel):
     )
     times: Literal["datetime", "naive_utc", "epoch_micros"] = Field(
         "datetime",
-        description="`datetime`: timestamps with time zone (PostgreSQL timestamptz; ISO text "
-        "on SQLite, UTC unless it carries an offset); `naive_utc`: PostgreSQL timestamps "
-        "without time zone holding UTC; `epoch_micros`: integer microseconds since the epoch",
+        description="`datetime`: timestamps with time zone (PostgreSQL timestamptz; on SQLite "
+        "UTC ISO text, as Django writes it); `naive_utc`: PostgreSQL timestamps without time "
+        "zone holding UTC; `epoch_micros`: integer microseconds since the epoch",
     )
     users: TableMapping = Field(description="The table of customers")
     accounts: TableMapping = Field(description="The table of accounts")

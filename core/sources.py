@@ -122,9 +122,11 @@ def _micros(expr: Any, dialect: str, naive: bool = False) -> ColumnElement[Any]:
         # and (unlike EXTRACT on a timestamptz) an immutable expression that can be indexed
         utc = expr if naive else expr.op("AT TIME ZONE")(literal_column("'UTC'"))
         return cast(func.round(extract("epoch", utc) * million), BigInteger)
-    # SQLite keeps timestamps as ISO text ("2024-01-31 09:30:00.123456", maybe with an
-    # offset): whole seconds from strftime, the microseconds from the text itself.
-    seconds = cast(func.strftime(literal_column("'%s'"), expr), BigInteger)
+    # SQLite keeps timestamps as UTC ISO text ("2024-01-31 09:30:00.123456"): whole seconds
+    # from strftime of the first 19 characters (strftime itself would round .9995 s up to
+    # the next second), the microseconds from the text itself.
+    whole = func.substr(expr, literal_column("1"), literal_column("19"))
+    seconds = cast(func.strftime(literal_column("'%s'"), whole), BigInteger)
     padded = expr.op("||")(literal_column("'000000'"))
     fraction = cast(func.substr(padded, literal_column("21"), literal_column("6")), Integer)
     return seconds * million + fraction

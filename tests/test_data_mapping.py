@@ -9,12 +9,12 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import BigInteger, create_engine, event, func, select, text, type_coerce
 
 from banktasks_testing.bankschema import (
     BANK_MAPPING,
@@ -522,3 +522,65 @@ def test_optional_fields_mapped_to_nothing_read_their_defaults(tmp_path: Path) -
     )
     assert str(tx.amount_minor) == "0.29" and tx.kind == "fee" and tx.channel is None
     assert tx.updated_at == tx.created_at and tx.created_at.microsecond == 1
+
+
+def test_sqlite_times_are_exact_to_the_microsecond_near_a_whole_second(tmp_path: Path) -> None:
+    """strftime('%s') rounds to milliseconds first: .9995 s and up must not become the next
+    second."""
+    from core.db import to_micros
+    from core.sources import mapped_tables
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    create_bank_schema(engine)
+    stamps = ["2024-01-15 10:00:55.999573", "2024-01-15 10:00:55.999499", "2024-01-15 10:00:56"]
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO auth_user VALUES (1, 'u', 'a@b.c', 'A', 'B', 1, :at)"),
+            {"at": stamps[2]},
+        )
+        conn.execute(
+            text("INSERT INTO banking_account VALUES (1, 1, 'N1', 'USD', 0, 'ACTIVE', :at)"),
+            {"at": stamps[2]},
+        )
+        for tid, at in enumerate(stamps, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO banking_transaction (id, account_id, amount, currency, "
+                    "transaction_type, status, description, created_at, updated_at) VALUES "
+                    "(:id, 1, 1, 'USD', 'FEE', 'COMPLETED', '', :at, :at)"
+                ),
+                {"id": tid, "at": at},
+            )
+    t = mapped_tables(DataMapping.model_validate(BANK_MAPPING), "sqlite").transactions
+    with engine.connect() as conn:
+        raw = (
+            conn.execute(select(type_coerce(t.c.created_at, BigInteger)).order_by(t.c.id))
+            .scalars()
+            .all()
+        )
+    expected = [to_micros(datetime.fromisoformat(at).replace(tzinfo=UTC)) for at in stamps]
+    assert raw == expected
+
+
+def test_reading_a_bank_sqlite_file_leaves_it_as_it_was(make_app: Any, tmp_path: Path) -> None:
+    bank = tmp_path / "bank.db"
+    create_bank_schema(create_engine(f"sqlite:///{bank}"))
+    bank.chmod(0o644)
+    mode, journal = bank.stat().st_mode & 0o777, _journal_mode(bank)
+    assert journal == "delete"
+    app = make_app(data_database_url=f"sqlite:///{bank}", data_mapping=BANK_MAPPING)
+    check_data_mapping(app.runtime)
+    with data_scope() as session:
+        session.execute(select(app.runtime.data.transactions)).all()
+    app.runtime.data_db.dispose()
+    assert (bank.stat().st_mode & 0o777, _journal_mode(bank)) == (mode, journal)
+
+
+def _journal_mode(path: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        conn.close()
