@@ -1,11 +1,15 @@
 """One export in a fresh process, so its peak RSS is its own: `python -m bench.child SPEC_JSON`.
 
-Prints one JSON line: seconds (the task call only), rows, bytes, rss_before_kb
-(peak RSS after imports and app set-up, before the export) and peak_rss_kb.
+Prints one JSON line: seconds (the task call only), rows, bytes, sha256 (of the file,
+read back after the timing), rss_before_kb (peak RSS after imports and app set-up,
+before the export) and peak_rss_kb. The spec's optional `settings` are more core
+settings (the `mapping` section: DATA_MAPPING and where the bank's tables are); with
+`keep` true the file is left in place and its `path` printed too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -39,6 +43,7 @@ def main() -> None:
             banktasks_var_dir=spec["var_dir"],
             banktasks_config=os.path.join(spec["var_dir"], "none.toml"),
             log_level="WARNING",
+            **spec.get("settings", {}),
         ),
         plugins=["export"],
     )
@@ -53,7 +58,12 @@ def main() -> None:
     )
     seconds = time.perf_counter() - started
     peak = vm_hwm_kb()
-    os.unlink(result["path"])
+    digest = hashlib.sha256()
+    with open(result["path"], "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    if not spec.get("keep"):
+        os.unlink(result["path"])
     app.runtime.db.dispose()
     print(
         json.dumps(
@@ -61,8 +71,10 @@ def main() -> None:
                 "seconds": seconds,
                 "rows": result["rows"],
                 "bytes": result["bytes"],
+                "sha256": digest.hexdigest(),
                 "rss_before_kb": before,
                 "peak_rss_kb": peak,
+                **({"path": result["path"]} if spec.get("keep") else {}),
             }
         )
     )
