@@ -25,7 +25,8 @@ CHAINS = {"core", "fraud", "reports", "export", "notifications"}
 HEADS = {
     "core": "core_0002",
     "export": "export_0002",
-    **{c: f"{c}_0001" for c in CHAINS - {"core", "export"}},
+    "fraud": "fraud_0002",
+    **{c: f"{c}_0001" for c in CHAINS - {"core", "export", "fraud"}},
 }
 
 ROWS = {
@@ -110,10 +111,14 @@ def test_a_database_from_the_old_db_init_upgrades_in_place_and_keeps_its_data(
     assert done == dict.fromkeys(CHAINS, "stamped baseline, upgraded")
     assert current_versions(app.runtime) == HEADS
     after = _dump(url)
-    # every row kept; transactions gained one column (NULL for the old rows), nothing else
-    assert {t: rows for t, rows in after.items() if t != "transactions"} == {
-        t: rows for t, rows in before.items() if t != "transactions"
+    # every row kept; transactions gained one column, fraud_alerts two (at the end), all
+    # NULL for the old rows; nothing else
+    grown = {"transactions", "fraud_alerts"}
+    assert {t: rows for t, rows in after.items() if t not in grown} == {
+        t: rows for t, rows in before.items() if t not in grown
     }
+    assert [row[:-2] for row in after["fraud_alerts"]] == before["fraud_alerts"]
+    assert [row[-2:] for row in after["fraud_alerts"]] == [(None, None)]
     columns = [c["name"] for c in inspect(create_engine(url)).get_columns("transactions")]
     channel = columns.index("channel")
     assert [row[:channel] + row[channel + 1 :] for row in after["transactions"]] == before[

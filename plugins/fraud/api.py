@@ -1,17 +1,24 @@
 """The shapes a rule author writes against: `Rule`, `RuleContext` and `Finding`.
 
-A rule is any object with a `name`, a `severity` and `find(ctx)`; a plugin
-returns rules from its `register_fraud_rules()` implementation. Each rule is
-called with a `RuleContext` whose `settings` are the settings of the plugin that
-registered it (`fraud_settings` are always the fraud plugin's).
+A rule is any object with a `name`, a `version`, a `severity` and `find(ctx)`; a
+plugin returns rules from its `register_fraud_rules()` implementation. Each rule
+is called with a `RuleContext` whose `settings` are the settings of the plugin
+that registered it (`fraud_settings` are always the fraud plugin's). Every alert
+records the rule's `version` and `settings_hash(settings, fraud_settings)`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from core.db import to_micros
 from core.sources import DataTables, native_tables
@@ -119,13 +126,62 @@ class Rule(Protocol):
     """A fraud rule: set-based SQL over `ctx`'s window that yields Findings.
 
     `name` is unique across plugins (it is what `FRAUD_RULES` and
-    `FRAUD_DISABLE_RULES` list); `severity` is one of `low`, `medium`, `high`,
-    `critical` (a Finding may override it).
+    `FRAUD_DISABLE_RULES` list); `version` is a string of 1 to 32 characters
+    (`"1"`, `"2024-06"`) stored with every alert the rule raises: change it when
+    what the rule finds changes (required: a rule without one stops start-up);
+    `severity` is one of `low`, `medium`, `high`, `critical` (a Finding may
+    override it).
     """
 
     name: str
+    version: str
     severity: str
 
     def find(self, ctx: RuleContext) -> Iterable[Finding]:
         """Yield a Finding per suspicious pattern in `[ctx.since, ctx.until)`."""
         ...
+
+
+SETTINGS_HASH_LENGTH = 16
+"""Hex digits of `settings_hash` kept (64 bits; the column holds up to 64)."""
+
+
+def _canonical(value: Any) -> Any:
+    """`value` (a `model_dump(mode="python")`) as JSON data that is the same for equal settings:
+    Decimals normalised (`10000.00` → `"10000"`, `0.90` → `"0.9"`), sets sorted, the rest
+    as pydantic writes it in JSON (datetimes ISO 8601, secrets masked)."""
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump(mode="python"))
+    if isinstance(value, dict):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, set | frozenset):
+        items = [_canonical(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
+    return to_jsonable_python(value)
+
+
+def settings_hash(settings: Any, fraud_settings: Any) -> str:
+    """A stable digest of the settings a rule runs with, stored with each of its alerts.
+
+    `settings` is the rule's `ctx.settings` (its own plugin's settings model; for the
+    built-in rules the fraud plugin's) and `fraud_settings` is `ctx.fraud_settings`.
+    The recipe: every field of each model (`model_dump(mode="python")`, so unset
+    fields count with their defaults, the plugin's `schedule` included) made canonical
+    (Decimals normalised to plain strings, so `10000` and `10000.00` are the same;
+    sets sorted; datetimes and the rest as pydantic writes JSON; secrets as their
+    mask `**********`, so a changed password leaves the hash alone), put in
+    `{"fraud": <fraud_settings>, "rule": <settings>}`, written as JSON with sorted
+    keys, no spaces and ASCII escapes (`json.dumps(..., sort_keys=True,
+    separators=(",", ":"))`), encoded UTF-8, SHA-256, the first 16 hex digits.
+
+    So it changes when any of those settings changes (a threshold, FRAUD_RULES,
+    FRAUD_ALERT_MIN_SEVERITY, the plugin's schedule alike) and is the same for the
+    same settings in any process (not Python's `hash()`).
+    """
+    document = {"fraud": _canonical(fraud_settings), "rule": _canonical(settings)}
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:SETTINGS_HASH_LENGTH]

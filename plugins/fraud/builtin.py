@@ -79,6 +79,7 @@ class LargeTransaction:
     """A transaction whose amount is strictly greater than FRAUD_LARGE_AMOUNT."""
 
     name = "large_transaction"
+    version = "1"
     severity = "high"
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -237,6 +238,7 @@ class Velocity:
     """
 
     name = "velocity"
+    version = "1"
     severity = "medium"
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -271,6 +273,7 @@ class Structuring:
     """
 
     name = "structuring"
+    version = "1"
     severity = "high"
 
     def find(self, ctx: RuleContext) -> Iterable[Finding]:

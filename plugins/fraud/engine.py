@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core import DataTables, Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.validators import as_utc
-from plugins.fraud.api import Finding, Rule, RuleContext, finding_key
+from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, settings_hash
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
 from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
@@ -78,8 +78,16 @@ def _insert_statement(dialect: str) -> Any:
     )
 
 
-def alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[dict[str, Any]]:
-    """The rows to insert for one rule's findings: one per dedup key (the first wins)."""
+def alert_rows(
+    rule: Rule, findings: Iterable[Finding], now: datetime, settings_digest: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows to insert for one rule's findings: one per dedup key (the first wins).
+
+    Each row records the rule's `version` and `settings_digest`, the `settings_hash` of
+    the settings the rule ran with. Neither is part of the dedup key: an alert already
+    stored for a `(rule, dedup_key)` is not raised again when the version or the
+    settings change.
+    """
     rows: dict[str, dict[str, Any]] = {}
     for finding in findings:
         severity = getattr(finding, "severity", None) or rule.severity
@@ -89,6 +97,8 @@ def alert_rows(rule: Rule, findings: Iterable[Finding], now: datetime) -> list[d
             key,
             {
                 "rule": rule.name,
+                "rule_version": rule.version,
+                "settings_hash": settings_digest,
                 "account_id": finding.account_id,
                 "transaction_id": finding.transaction_id,
                 "severity": severity,
@@ -146,17 +156,23 @@ def _emit(alerts: list[FraudAlert], min_severity: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ActiveRule:
-    """A rule ready to run, with the settings of the plugin that registered it."""
+    """A rule ready to run, with the settings of the plugin that registered it and their
+    `settings_hash` (with the fraud settings), which its alerts record."""
 
     rule: Rule
     settings: Any
+    settings_hash: str
 
 
 def active_rules(runtime: Runtime, settings: FraudSettings) -> list[ActiveRule]:
     """The registered rules after FRAUD_RULES / FRAUD_DISABLE_RULES (ConfigError if unknown),
     each with its own plugin's settings (`runtime.settings_for(plugin)`)."""
     chosen = select_rules(collect_rules(runtime.plugins), settings)
-    return [ActiveRule(c.obj, runtime.settings_for(c.plugin)) for c in chosen]
+    active = []
+    for contribution in chosen:
+        own = runtime.settings_for(contribution.plugin)
+        active.append(ActiveRule(contribution.obj, own, settings_hash(own, settings)))
+    return active
 
 
 @dataclass
@@ -238,7 +254,7 @@ def _run_rule(
     )
     try:
         findings = list(rule.find(ctx))
-        found.rows[rule.name] = alert_rows(rule, findings, now)
+        found.rows[rule.name] = alert_rows(rule, findings, now, active.settings_hash)
     except Exception as exc:
         exc.add_note(f"in fraud rule {rule.name!r}")
         raise

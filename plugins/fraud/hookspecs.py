@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 @hookspec
 def register_fraud_rules() -> list[Rule]:
-    """Return fraud rules: objects with `name`, `severity` and `find(ctx) -> Iterable[Finding]`.
+    """Return fraud rules: objects with `name`, `version`, `severity` and `find(ctx)`.
+
+    `find(ctx)` returns an `Iterable[Finding]`; `version` (e.g. `"1"`, at most 32
+    characters) is stored with each alert, and a rule without one stops start-up.
 
     Rule names are unique across all plugins; `FRAUD_RULES` / `FRAUD_DISABLE_RULES`
     pick among them. Each rule's `RuleContext.settings` are the settings of the
@@ -31,7 +34,8 @@ def register_fraud_rules() -> list[Rule]:
 def on_fraud_alert(alert: FraudAlert) -> Any:
     """Called once per NEW alert at or above `FRAUD_ALERT_MIN_SEVERITY`, after commit.
 
-    `alert` is a detached `FraudAlert` row (id, rule, account_id, transaction_id,
-    severity, score, status, evidence, created_at, resolved_at). An exception here
+    `alert` is a detached `FraudAlert` row (id, rule, rule_version, settings_hash,
+    account_id, transaction_id, severity, score, status, evidence, created_at,
+    resolved_at). An exception here
     is logged and counted in the task result; it does not undo the alert.
     """

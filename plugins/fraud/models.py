@@ -35,7 +35,12 @@ class AlertStatus(enum.StrEnum):
 
 
 class FraudAlert(Base):
-    """One suspicious pattern found by one rule; unique per (rule, dedup_key)."""
+    """One suspicious pattern found by one rule; unique per (rule, dedup_key).
+
+    `rule_version` is the rule's `version` and `settings_hash` the
+    `plugins.fraud.api.settings_hash` of the settings it ran with, both when the alert
+    was raised (NULL on alerts stored before rules had versions, migration fraud_0002).
+    """
 
     __tablename__ = "fraud_alerts"
     __table_args__ = (
@@ -56,12 +61,16 @@ class FraudAlert(Base):
     dedup_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rule_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    settings_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe view of the alert (what `banktasks alerts list --json` prints)."""
         return {
             "id": self.id,
             "rule": self.rule,
+            "rule_version": self.rule_version,
+            "settings_hash": self.settings_hash,
             "account_id": self.account_id,
             "transaction_id": self.transaction_id,
             "severity": self.severity,

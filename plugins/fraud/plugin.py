@@ -79,8 +79,10 @@ def register_schedule(settings: Any) -> list[Schedule]:
 
 @hookimpl
 def register_fraud_rules() -> list[Rule]:
-    """The built-in rules, through the same hook a third-party rule package uses."""
-    return list(BUILTIN_RULES)
+    """The built-in rules and the typologies, through the hook a third-party package uses."""
+    from plugins.fraud.typologies import TYPOLOGY_RULES
+
+    return [*BUILTIN_RULES, *TYPOLOGY_RULES]
 
 
 @hookimpl

@@ -8,33 +8,52 @@ from core import ConfigError, Contribution, PluginSet
 from plugins.fraud.models import SEVERITIES
 from plugins.fraud.settings import FraudSettings
 
+MAX_VERSION_LENGTH = 32
+"""The longest rule version (`fraud_alerts.rule_version` is a String(32))."""
 
-def _check_severity(plugin: str, rule: Any) -> None:
+
+def _check_rule(plugin: str, rule: Any) -> None:
+    """A known severity, and a version: a non-empty string of at most 32 characters."""
     severity = getattr(rule, "severity", None)
     if severity not in SEVERITIES:
         raise ConfigError(
             f"plugin {plugin!r}: fraud rule {rule.name!r}: severity {severity!r} is not one of "
             f"{', '.join(SEVERITIES)}"
         )
+    version = getattr(rule, "version", None)
+    if version is None:
+        raise ConfigError(
+            f"plugin {plugin!r}: fraud rule {rule.name!r} has no version: "
+            'set `version = "1"` on the rule'
+        )
+    if not isinstance(version, str) or not version.strip() or len(version) > MAX_VERSION_LENGTH:
+        raise ConfigError(
+            f"plugin {plugin!r}: fraud rule {rule.name!r}: version {version!r} is not a "
+            f'string of 1 to {MAX_VERSION_LENGTH} characters; set e.g. `version = "1"` on the rule'
+        )
 
 
 def collect_rules(plugins: PluginSet) -> list[Contribution]:
-    """Every rule registered through `register_fraud_rules` (checked), as Contributions:
-    `plugin` (who registered it), `name` and `obj` (the rule)."""
+    """Every rule registered through `register_fraud_rules` (checked: a known severity and a
+    version), as Contributions: `plugin` (who registered it), `name` and `obj` (the rule)."""
     return plugins.contributions(
-        "register_fraud_rules", "fraud rule", methods=("find",), check=_check_severity
+        "register_fraud_rules", "fraud rule", methods=("find",), check=_check_rule
     )
 
 
 def select_rules(rules: list[Contribution], settings: FraudSettings) -> list[Contribution]:
-    """Apply FRAUD_RULES (allow-list) and FRAUD_DISABLE_RULES (deny-list); unknown names fail.
+    """Apply FRAUD_RULES (allow-list), FRAUD_ENABLE_RULES (rules that are off by default:
+    `enabled_by_default = False` on the rule) and FRAUD_DISABLE_RULES (deny-list, wins);
+    unknown names fail.
 
-    The rules come back sorted by name (the order they run in).
+    Without FRAUD_RULES every rule that is on by default runs, plus those
+    FRAUD_ENABLE_RULES names. The rules come back sorted by name (the order they run in).
     """
     names = {rule.name for rule in rules}
     existing = ", ".join(sorted(names)) or "(none)"
     for setting, listed in (
         ("FRAUD_RULES", settings.rules),
+        ("FRAUD_ENABLE_RULES", settings.enable_rules),
         ("FRAUD_DISABLE_RULES", settings.disable_rules),
     ):
         unknown = sorted(set(listed or ()) - names)
@@ -43,10 +62,11 @@ def select_rules(rules: list[Contribution], settings: FraudSettings) -> list[Con
                 f"{setting}={','.join(listed or ())}: unknown fraud rule(s) "
                 f"{', '.join(unknown)}; rules that exist: {existing}"
             )
-    allow = set(settings.rules) if settings.rules else None
+    enabled = set(settings.enable_rules or ())
+    allow = (
+        set(settings.rules)
+        if settings.rules
+        else {r.name for r in rules if getattr(r.obj, "enabled_by_default", True)} | enabled
+    )
     deny = set(settings.disable_rules or ())
-    return [
-        rule
-        for rule in sorted(rules, key=lambda r: r.name)
-        if (allow is None or rule.name in allow) and rule.name not in deny
-    ]
+    return [rule for rule in sorted(rules, key=lambda r: r.name) if rule.name in allow - deny]

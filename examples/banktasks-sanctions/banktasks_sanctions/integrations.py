@@ -43,6 +43,7 @@ class SanctionedCounterparty:
     """Fraud rule: a transaction whose counterparty is on the sanctions list."""
 
     name = RULE
+    version = "1"
     severity = "critical"
 
     def find(self, ctx: Any) -> Iterator[Hit]:

@@ -52,13 +52,14 @@ def test_deny_wins_over_allow(bank_with):
     assert analyse()["by_rule"] == {"velocity": 0}
 
 
-@pytest.mark.parametrize("setting", ["FRAUD_RULES", "FRAUD_DISABLE_RULES"])
+@pytest.mark.parametrize("setting", ["FRAUD_RULES", "FRAUD_ENABLE_RULES", "FRAUD_DISABLE_RULES"])
 def test_unknown_rule_names_stop_start_up(bank_with, setting):
     with pytest.raises(ConfigError) as info:
         bank_with(**{setting: "velocity,velocty"})
     assert str(info.value) == (
         f"{setting}=velocity,velocty: unknown fraud rule(s) velocty; "
-        "rules that exist: large_transaction, structuring, velocity"
+        "rules that exist: amount_deviation, cash_threshold, dormant_reactivation, fan_in_out, "
+        "large_transaction, pass_through, structuring, velocity"
     )
 
 
@@ -69,6 +70,7 @@ class RoundAmounts:
     """Flags transactions of an exact multiple of 1000 (a toy third-party rule)."""
 
     name = "round_amount"
+    version = "1"
     severity = "low"
 
     def find(self, ctx: RuleContext):
@@ -123,6 +125,7 @@ class ListedAccounts:
     """Payments of at least SANCTIONS_MIN_AMOUNT by a listed account (a third-party rule)."""
 
     name = "sanctioned_account"
+    version = "1"
     severity = "critical"
 
     def __init__(self):
@@ -187,6 +190,7 @@ class Hit:
 
 class PlainRule:
     name = "plain_round"
+    version = "1"
     severity = "medium"
 
     def find(self, ctx):
@@ -219,6 +223,7 @@ def test_a_rule_of_a_plugin_without_settings_gets_plain_plugin_settings(make_app
 
     class Spy:
         name = "spy"
+        version = "1"
         severity = "low"
 
         def find(self, ctx):
@@ -253,6 +258,7 @@ class AccountWindowRule:
     """Account-level findings keyed by window start (no transaction id)."""
 
     name = "account_window"
+    version = "1"
     severity = "medium"
 
     def __init__(self, window_start):

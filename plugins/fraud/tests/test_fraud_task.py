@@ -207,6 +207,7 @@ class FlakyDatabaseRule:
     """A rule whose database connection drops every time (counts its tries)."""
 
     name = "flaky"
+    version = "1"
     severity = "low"
 
     def __init__(self, error):
@@ -270,6 +271,7 @@ class WriteLockProbe:
     lock: another connection must get it at once while the rules run."""
 
     name = "zz_write_lock_probe"
+    version = "1"
     severity = "low"
 
     path = ""  # the app's SQLite file, set once the app exists
