@@ -44,7 +44,8 @@ fuzz: $(STAMP)
 
 # the zero-loss scenarios 20 times each (docs/reliability.md); `make test` runs each once
 reliability: $(STAMP)
-	BANKTASKS_RELIABILITY_RUNS=$${BANKTASKS_RELIABILITY_RUNS:-20} $(BIN)/python -m pytest -q -s \
+	BANKTASKS_RELIABILITY_RUNS=$${BANKTASKS_RELIABILITY_RUNS:-20} BANKTASKS_RELIABILITY_LOAD=10000 \
+		$(BIN)/python -m pytest -q -s \
 		tests/reliability/test_rel_load.py tests/reliability/test_rel_broker_restart.py \
 		tests/reliability/test_rel_submission.py
 
