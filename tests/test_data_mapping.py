@@ -253,25 +253,7 @@ def test_the_fitting_mapping_passes(bank_engine: Any) -> None:
 def test_channel_values_translate(bank_engine: Any) -> None:
     from core.sources import mapped_tables
 
-    with bank_engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO auth_user VALUES (1, 'u', 'a@b.c', 'A', 'B', 1, '2024-01-01')")
-        )
-        conn.execute(
-            text(
-                "INSERT INTO banking_account VALUES (1, 1, 'N1', 'USD', 0, 'ACTIVE', '2024-01-01')"
-            )
-        )
-        for tid, channel in enumerate(("CASH", "BOOK", None, "CARD"), start=1):
-            conn.execute(
-                text(
-                    "INSERT INTO banking_transaction (id, account_id, amount, currency, "
-                    "transaction_type, status, channel, description, created_at, updated_at) "
-                    "VALUES (:id, 1, 1, 'USD', 'DEPOSIT', 'COMPLETED', :channel, '', "
-                    "'2024-01-02', '2024-01-02')"
-                ),
-                {"id": tid, "channel": channel},
-            )
+    _bank_rows(bank_engine, *({"channel": c} for c in ("CASH", "BOOK", None, "CARD")))
     t = mapped_tables(DataMapping.model_validate(BANK_MAPPING), "sqlite").transactions
     with bank_engine.connect() as conn:
         channels = conn.execute(select(t.c.channel).order_by(t.c.id)).scalars().all()
@@ -463,27 +445,23 @@ def test_optional_fields_mapped_to_nothing_read_their_defaults(tmp_path: Path) -
 
     engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_bank_schema(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO auth_user VALUES (1, 'u1', 'a@example.com', 'Ann', '', 0, "
-                "'2024-01-15 10:00:00')"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO banking_account VALUES (1, 1, 'DE001', 'EUR', 12.5, 'ACTIVE', "
-                "'2024-01-15 10:00:00')"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO banking_transaction (id, account_id, amount, currency, "
-                "transaction_type, status, channel, counterparty, description, created_at, "
-                "updated_at) VALUES (1, 1, 0.29, 'EUR', 'FEE', 'FAILED', 'BOOK', 'ACME', 'x', "
-                "'2024-01-15 10:00:00.000001', '2024-01-16 00:00:00')"
-            )
-        )
+    _bank_rows(
+        engine,
+        {
+            "amount": 0.29,
+            "currency": "EUR",
+            "transaction_type": "FEE",
+            "status": "FAILED",
+            "channel": "BOOK",
+            "counterparty": "ACME",
+            "description": "x",
+            "created_at": "2024-01-15 10:00:00.000001",
+            "updated_at": "2024-01-16 00:00:00",
+        },
+        currency="EUR",
+        balance=12.5,
+        number="DE001",
+    )
     nothing = {
         "users": ["is_active", "created_at"],
         "accounts": ["currency", "status", "balance", "created_at"],
@@ -533,24 +511,7 @@ def test_sqlite_times_are_exact_to_the_microsecond_near_a_whole_second(tmp_path:
     engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_bank_schema(engine)
     stamps = ["2024-01-15 10:00:55.999573", "2024-01-15 10:00:55.999499", "2024-01-15 10:00:56"]
-    with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO auth_user VALUES (1, 'u', 'a@b.c', 'A', 'B', 1, :at)"),
-            {"at": stamps[2]},
-        )
-        conn.execute(
-            text("INSERT INTO banking_account VALUES (1, 1, 'N1', 'USD', 0, 'ACTIVE', :at)"),
-            {"at": stamps[2]},
-        )
-        for tid, at in enumerate(stamps, start=1):
-            conn.execute(
-                text(
-                    "INSERT INTO banking_transaction (id, account_id, amount, currency, "
-                    "transaction_type, status, description, created_at, updated_at) VALUES "
-                    "(:id, 1, 1, 'USD', 'FEE', 'COMPLETED', '', :at, :at)"
-                ),
-                {"id": tid, "at": at},
-            )
+    _bank_rows(engine, *({"created_at": at, "updated_at": at} for at in stamps))
     t = mapped_tables(DataMapping.model_validate(BANK_MAPPING), "sqlite").transactions
     with engine.connect() as conn:
         raw = (
@@ -584,3 +545,56 @@ def _journal_mode(path: Path) -> str:
         return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
     finally:
         conn.close()
+
+
+def _bank_rows(engine: Any, *transactions: dict[str, Any], **account: Any) -> None:
+    """One inactive customer (user 1), one account (1, with `account` overrides) and `transactions`
+    (each a dict of `banking_transaction` columns over defaults), written as a bank would."""
+    at = "2024-01-15 10:00:00"
+    user = dict(id=1, username="u1", email="a@example.com", first_name="Ann", last_name="")
+    defaults = dict(
+        account_id=1,
+        amount=1,
+        currency="USD",
+        transaction_type="DEPOSIT",
+        status="COMPLETED",
+        description="",
+        created_at=at,
+        updated_at=at,
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO auth_user (id, username, email, first_name, last_name, is_active, "
+                "date_joined) VALUES (:id, :username, :email, :first_name, :last_name, 0, :at)"
+            ),
+            {**user, "at": at},
+        )
+        values = {
+            "id": 1,
+            "owner_id": 1,
+            "number": "N1",
+            "currency": "USD",
+            "balance": 0,
+            "status": "ACTIVE",
+            "opened_at": at,
+            **account,
+        }
+        conn.execute(
+            text(
+                "INSERT INTO banking_account (id, owner_id, number, currency, balance, status, "
+                "opened_at) VALUES (:id, :owner_id, :number, :currency, :balance, :status, "
+                ":opened_at)"
+            ),
+            values,
+        )
+        for tid, row in enumerate(transactions, start=1):
+            columns = {"id": tid, **defaults, **row}
+            names = ", ".join(columns)
+            conn.execute(
+                text(
+                    f"INSERT INTO banking_transaction ({names}) VALUES "
+                    f"({', '.join(':' + n for n in columns)})"
+                ),
+                columns,
+            )
