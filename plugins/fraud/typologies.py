@@ -456,6 +456,18 @@ def _party(c: _Tx) -> Any:
     return func.lower(func.trim(c.counterparty))
 
 
+def _in_window(c: _Tx, anchor: Any, window_us: int, read_until: int) -> Any:
+    """`c`'s rows of the same account and direction in `[anchor.at, anchor.at + window)`,
+    read no further than `read_until`."""
+    return and_(
+        c.account_id == anchor.c.account_id,
+        c.at >= anchor.c.at,
+        c.at < anchor.c.at + window_us,
+        c.at < read_until,
+        _direction(c) == anchor.c.direction,
+    )
+
+
 def _fan_rows(c: _Tx, ignored: list[str]) -> list[Any]:
     """Completed, in or out, with a counterparty, not on an ignored channel."""
     conditions = [
@@ -511,18 +523,7 @@ class FanInOut:
                 rows.c.direction,
                 func.count(func.distinct(_party(r))).label("parties"),
             )
-            .select_from(
-                rows.join(
-                    r.table,
-                    and_(
-                        r.account_id == rows.c.account_id,
-                        r.at >= rows.c.at,
-                        r.at < rows.c.at + window_us,
-                        r.at < read_until,
-                        _direction(r) == rows.c.direction,
-                    ),
-                )
-            )
+            .select_from(rows.join(r.table, _in_window(r, rows, window_us, read_until)))
             .where(_row_filter(ctx, *_fan_rows(r, ignored)))
             .group_by(rows.c.id, rows.c.account_id, rows.c.at, rows.c.direction)
             .cte("fan_windows")
@@ -560,18 +561,7 @@ class FanInOut:
                 m.cents,
                 m.counterparty,
             )
-            .select_from(
-                starts.join(
-                    m.table,
-                    and_(
-                        m.account_id == starts.c.account_id,
-                        m.at >= starts.c.at,
-                        m.at < starts.c.at + window_us,
-                        m.at < read_until,
-                        _direction(m) == starts.c.direction,
-                    ),
-                )
-            )
+            .select_from(starts.join(m.table, _in_window(m, starts, window_us, read_until)))
             .where(_row_filter(ctx, *_fan_rows(m, ignored)))
             .order_by(starts.c.at, starts.c.id, m.at, m.id)
         )
