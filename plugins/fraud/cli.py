@@ -1,4 +1,5 @@
-"""`banktasks alerts list|show|investigate|resolve`: look at and work fraud alerts."""
+"""`banktasks alerts list|show|investigate|resolve` (look at and work fraud alerts) and the
+`banktasks fraud` group, whose commands live in the modules that do the work."""
 
 from __future__ import annotations
 
@@ -63,7 +64,11 @@ def _summary(alert: FraudAlert) -> str:
 
 
 def add_commands(cli: click.Group) -> None:
-    """Add the `alerts` group to the `banktasks` command line."""
+    """Add the `alerts` and `fraud` groups to the `banktasks` command line."""
+
+    @cli.group("fraud")
+    def fraud_group() -> None:
+        """Try rules on history and measure them against planted patterns."""
 
     @cli.group()
     def alerts() -> None:

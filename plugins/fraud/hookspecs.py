@@ -39,3 +39,15 @@ def on_fraud_alert(alert: FraudAlert) -> Any:
     resolved_at). An exception here
     is logged and counted in the task result; it does not undo the alert.
     """
+
+
+@hookspec
+def on_fraud_case_opened(case: Any, alert: FraudAlert) -> Any:
+    """Called once per NEW case (a customer's first open alert since their last case closed),
+    after commit, with the case and the alert that opened it.
+
+    `case` is a detached `FraudCase` row (id, user_id, status, opened_at, …). Alerts that
+    attach to a case already open do not call it. The notifications plugin sends its admin
+    e-mail from here (one per case, not per alert). An exception here is logged and counted
+    in the task result; it does not undo the case.
+    """
