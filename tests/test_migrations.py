@@ -25,7 +25,7 @@ CHAINS = {"core", "fraud", "reports", "export", "notifications"}
 HEADS = {
     "core": "core_0002",
     "export": "export_0002",
-    "fraud": "fraud_0002",
+    "fraud": "fraud_0003",
     **{c: f"{c}_0001" for c in CHAINS - {"core", "export", "fraud"}},
 }
 
@@ -111,14 +111,15 @@ def test_a_database_from_the_old_db_init_upgrades_in_place_and_keeps_its_data(
     assert done == dict.fromkeys(CHAINS, "stamped baseline, upgraded")
     assert current_versions(app.runtime) == HEADS
     after = _dump(url)
-    # every row kept; transactions gained one column, fraud_alerts two (at the end), all
+    # every row kept; transactions gained one column, fraud_alerts four (at the end: the rule
+    # version and settings hash, fraud_0002; the case and suppression ids, fraud_0003), all
     # NULL for the old rows; nothing else
     grown = {"transactions", "fraud_alerts"}
     assert {t: rows for t, rows in after.items() if t not in grown} == {
         t: rows for t, rows in before.items() if t not in grown
     }
-    assert [row[:-2] for row in after["fraud_alerts"]] == before["fraud_alerts"]
-    assert [row[-2:] for row in after["fraud_alerts"]] == [(None, None)]
+    assert [row[:-4] for row in after["fraud_alerts"]] == before["fraud_alerts"]
+    assert [row[-4:] for row in after["fraud_alerts"]] == [(None, None, None, None)]
     columns = [c["name"] for c in inspect(create_engine(url)).get_columns("transactions")]
     channel = columns.index("channel")
     assert [row[:channel] + row[channel + 1 :] for row in after["transactions"]] == before[
@@ -126,6 +127,16 @@ def test_a_database_from_the_old_db_init_upgrades_in_place_and_keeps_its_data(
     ]
     assert [row[channel] for row in after["transactions"]] == [None, None]
     assert _schema_diffs(url) == []  # the migrated schema is the models' schema
+    engine = create_engine(url)
+    with engine.begin() as conn:  # fraud_audit came with its append-only triggers
+        conn.exec_driver_sql(
+            "INSERT INTO fraud_audit (at, actor, action, object_type, object_id, details) "
+            "VALUES (1704067200000004, 'system', 'case.opened', 'case', 1, '{}')"
+        )
+    for statement in ("UPDATE fraud_audit SET actor = 'x'", "DELETE FROM fraud_audit"):
+        with pytest.raises(Exception, match="fraud_audit is append-only"), engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
 
     with app.runtime.db.session() as session:
         old = session.get(Transaction, 1)

@@ -1,4 +1,5 @@
-"""Run the selected rules over a window, store new alerts once, emit `on_fraud_alert`."""
+"""Run the selected rules over a window, store new alerts once (suppressed ones marked, the
+others joined to their customer's case), emit `on_fraud_alert` and `on_fraud_case_opened`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,18 @@ from core import DataTables, Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.validators import as_utc
 from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, settings_hash
-from plugins.fraud.models import AlertStatus, FraudAlert, FraudWatermark, severity_rank
+from plugins.fraud.cases import account_owners, open_cases
+from plugins.fraud.models import (
+    AlertStatus,
+    FraudAlert,
+    FraudCase,
+    FraudSuppression,
+    FraudWatermark,
+    severity_rank,
+)
 from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
+from plugins.fraud.suppression import active_suppressions, apply_suppressions, counterparties
 
 log = get_logger(__name__)
 
@@ -107,6 +117,7 @@ def alert_rows(
                 "evidence": to_jsonable_python(finding.evidence),
                 "dedup_key": key,
                 "created_at": now,
+                "suppression_id": None,
             },
         )
     return list(rows.values())
@@ -154,6 +165,19 @@ def _emit(alerts: list[FraudAlert], min_severity: str) -> tuple[int, int]:
     return notified, failed
 
 
+def _emit_cases(opened: list[tuple[FraudCase, FraudAlert]]) -> int:
+    """Call on_fraud_case_opened once per case opened, with its first alert; the number of
+    cases for which a listener failed (each listener is called on its own)."""
+    plugins = current().plugins
+    failed = 0
+    for case, alert in opened:
+        outcomes = plugins.call_each("on_fraud_case_opened", case=case, alert=alert)
+        if any(outcome.error is not None for outcome in outcomes):
+            failed += 1
+            log.error("fraud_case_hook_failed", case_id=case.id, alert_id=alert.id)
+    return failed
+
+
 @dataclass(frozen=True)
 class ActiveRule:
     """A rule ready to run, with the settings of the plugin that registered it and their
@@ -185,9 +209,18 @@ class Outcome:
     findings: int = 0
     notified: int = 0
     notify_failed: int = 0
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    cases_opened: int = 0
+    case_notify_failed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe summary."""
+        """JSON-safe summary.
+
+        `alerts_created` and `by_rule` count every new alert row, suppressed ones
+        included; `suppressed` (and `suppressed_by_rule`) say how many of them an
+        active suppression matched. `cases_opened`: cases opened by this run's alerts;
+        `case_notify_failed`: of those, how many on_fraud_case_opened failed for.
+        """
         return {
             "since": self.window.since.isoformat(),
             "until": self.window.until.isoformat(),
@@ -198,6 +231,10 @@ class Outcome:
             "by_rule": dict(self.by_rule),
             "emitted": self.notified,
             "notify_failed": self.notify_failed,
+            "suppressed": sum(self.suppressed_by_rule.values()),
+            "suppressed_by_rule": dict(self.suppressed_by_rule),
+            "cases_opened": self.cases_opened,
+            "case_notify_failed": self.case_notify_failed,
         }
 
 
@@ -209,6 +246,9 @@ class _Found:
     scanned: int
     findings: int
     rows: dict[str, list[dict[str, Any]]]
+    owners: dict[int, int] = field(default_factory=dict)
+    suppressions: list[FraudSuppression] = field(default_factory=list)
+    counterparties: dict[int, str] = field(default_factory=dict)
 
 
 def _find(
@@ -261,17 +301,55 @@ def _run_rule(
     found.findings += len(findings)
 
 
-def _store(session: Session, found: _Found) -> tuple[dict[str, int], list[FraudAlert]]:
-    """The write phase: insert every rule's rows, move the watermark; (new by rule, new rows)."""
+def _casework(session: Session, found: _Found, now: datetime) -> None:
+    """End of the read phase: what the write phase needs besides the rows, read now so that
+    the write transaction starts with its first INSERT (on SQLite a read transaction
+    turned writer can fail with SQLITE_BUSY_SNAPSHOT): the active suppressions of the
+    rules that found something, the counterparties of the alerts' transactions (only
+    when a counterparty suppression is active), and the owner (user) of every account
+    with a finding. A suppression created or lifted while the analysis runs applies
+    from the next run."""
+    rules = [name for name, rows in found.rows.items() if rows]
+    rows = [row for name in rules for row in found.rows[name]]
+    if not rows:
+        return
+    found.suppressions = active_suppressions(session, rules, now)
+    if any(s.counterparty is not None for s in found.suppressions):
+        found.counterparties = counterparties(
+            session, {r["transaction_id"] for r in rows if r["transaction_id"] is not None}
+        )
+    found.owners = account_owners(session, {r["account_id"] for r in rows})
+
+
+@dataclass
+class _Stored:
+    """What the write phase did."""
+
+    by_rule: dict[str, int]
+    created: list[FraudAlert]
+    suppressed_by_rule: dict[str, int]
+    opened: list[tuple[FraudCase, FraudAlert]]
+
+
+def _store(session: Session, found: _Found, now: datetime | None = None) -> _Stored:
+    """The write phase: insert every rule's rows (those an active suppression matches as
+    `suppressed`), attach the new unsuppressed alerts to their customers' open cases
+    (opening the missing ones), move the watermark."""
     by_rule: dict[str, int] = {}
+    suppressed: dict[str, int] = {}
     created: list[FraudAlert] = []
     for name, rows in found.rows.items():
+        apply_suppressions(rows, found.suppressions, found.counterparties)
         new = insert_alerts(session, rows)
         by_rule[name] = len(new)
+        hushed = sum(1 for a in new if a.status == AlertStatus.suppressed.value)
+        if hushed:
+            suppressed[name] = hushed
         created.extend(new)
+    opened = open_cases(session, created, found.owners, now or utcnow())
     if found.window.from_watermark:
         _advance_watermark(session, found.window.until)
-    return by_rule, created
+    return _Stored(by_rule, created, suppressed, opened)
 
 
 def analyse(since: datetime | None = None, until: datetime | None = None) -> Outcome:
@@ -290,16 +368,24 @@ def analyse(since: datetime | None = None, until: datetime | None = None) -> Out
     now = utcnow()
     with runtime.db.session() as session:
         found = _find(session, settings, rules, since, until, now)
+        _casework(session, found, now)
     with runtime.db.session() as session:
-        by_rule, new_alerts = _store(session, found)
-    # Committed: listeners only ever hear about alerts that exist.
-    outcome = Outcome(found.window, found.scanned, by_rule, found.findings)
-    outcome.notified, outcome.notify_failed = _emit(new_alerts, settings.alert_min_severity)
+        stored = _store(session, found, now)
+    # Committed: listeners only ever hear about alerts and cases that exist.
+    outcome = Outcome(found.window, found.scanned, stored.by_rule, found.findings)
+    outcome.suppressed_by_rule = stored.suppressed_by_rule
+    live = [a for a in stored.created if a.status != AlertStatus.suppressed.value]
+    outcome.notified, outcome.notify_failed = _emit(live, settings.alert_min_severity)
+    outcome.cases_opened = len(stored.opened)
+    outcome.case_notify_failed = _emit_cases(stored.opened)
+    new_alerts = stored.created
     log.info(
         "fraud_analysis_done",
         since=found.window.since.isoformat(),
         until=found.window.until.isoformat(),
         scanned=outcome.scanned,
         alerts_created=len(new_alerts),
+        suppressed=sum(outcome.suppressed_by_rule.values()),
+        cases_opened=outcome.cases_opened,
     )
     return outcome

@@ -1,4 +1,5 @@
-"""The alert lifecycle: open → investigating → resolved | false_positive."""
+"""The alert lifecycle: open → investigating → resolved | false_positive (and suppressed,
+final from the moment the alert is stored)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
     AlertStatus.investigating: frozenset({AlertStatus.resolved, AlertStatus.false_positive}),
     AlertStatus.resolved: frozenset(),
     AlertStatus.false_positive: frozenset(),
+    AlertStatus.suppressed: frozenset(),
 }
-"""Allowed moves; resolved and false_positive are final."""
+"""Allowed moves; resolved, false_positive and suppressed are final (an alert is stored as
+suppressed by the analysis, never moved there: lift the suppression to hear of new hits)."""
 
-CLOSED = (AlertStatus.resolved, AlertStatus.false_positive)
-"""Statuses that end an alert's life (resolved_at is set)."""
+CLOSED = (AlertStatus.resolved, AlertStatus.false_positive, AlertStatus.suppressed)
+"""Statuses that end an alert's life: not unresolved, not in a risk score (resolved_at is set
+on resolved and false_positive; a suppressed alert never was open)."""
+
+UNRESOLVED = (AlertStatus.open, AlertStatus.investigating)
+"""Statuses of an alert still to be worked: they count in risk scores."""
 
 
 class AlertNotFoundError(BanktasksError, LookupError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from core import CommaList, PluginSettings
 from core.models import TransactionChannel
@@ -16,6 +18,32 @@ MAX_AMOUNT = Decimal(2**63 - 1) / 100
 """The largest amount the database stores (64-bit cents): a higher threshold is absurd."""
 YEAR_MINUTES, YEAR_HOURS, CENTURY_DAYS = 366 * 24 * 60, 366 * 24, 36_600
 """Upper bounds of windows and ages: beyond them, date arithmetic would overflow."""
+DEFAULT_RISK_WEIGHTS = {"low": 1.0, "medium": 3.0, "high": 7.0, "critical": 15.0}
+"""What each open alert of a severity adds to a risk score, unless FRAUD_RISK_WEIGHTS says."""
+
+
+def parse_risk_weights(value: Any) -> Any:
+    """FRAUD_RISK_WEIGHTS as `high=10,critical=20` or a JSON object (a TOML table: a dict);
+    severities not named keep their default weight."""
+    if value is None or value == "":
+        return dict(DEFAULT_RISK_WEIGHTS)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = json.loads(text)
+        else:
+            pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError(
+                    f"{value!r}: expected severity=weight pairs, e.g. high=10,critical=20"
+                )
+            value = {name.strip().lower(): weight.strip() for name, weight in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("expected severity=weight pairs, e.g. high=10,critical=20")
+    return {**DEFAULT_RISK_WEIGHTS, **{str(k).strip().lower(): v for k, v in value.items()}}
+
+
+RiskWeights = Annotated[dict[str, float], NoDecode, BeforeValidator(parse_risk_weights)]
 
 
 class FraudSettings(PluginSettings):
@@ -128,6 +156,29 @@ class FraudSettings(PluginSettings):
     dormant_activity_days: int = Field(
         3, gt=0, le=CENTURY_DAYS, description="dormant_reactivation's window after it"
     )
+
+    risk_weights: RiskWeights = Field(
+        default_factory=lambda: dict(DEFAULT_RISK_WEIGHTS),
+        description="what each open or investigating alert adds to its account's and case's "
+        "risk score, by severity (e.g. high=10,critical=20; unnamed severities keep "
+        "low=1, medium=3, high=7, critical=15)",
+    )
+
+    @field_validator("risk_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        known = ("low", "medium", "high", "critical")
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown severity(ies) {', '.join(unknown)}; severities: {', '.join(known)}"
+            )
+        negative = sorted(name for name, weight in value.items() if not 0 <= weight < 1e12)
+        if negative:
+            raise ValueError(
+                f"weight of {', '.join(negative)} must be zero or more (and below 1e12)"
+            )
+        return {name: float(value[name]) for name in known}
 
     @field_validator("alert_min_severity", mode="before")
     @classmethod

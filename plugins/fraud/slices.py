@@ -52,21 +52,29 @@ class SliceResult(BaseModel):
     by_rule: dict[str, int]
     emitted: int = Field(ge=0)
     notify_failed: int = Field(ge=0)
+    suppressed: int = Field(0, ge=0)
+    suppressed_by_rule: dict[str, int] = Field(default_factory=dict)
+    cases_opened: int = Field(0, ge=0)
+    case_notify_failed: int = Field(0, ge=0)
 
 
 def combine(results: Iterable[SliceResult | dict[str, Any]]) -> dict[str, Any]:
     """One result shaped like `analyze_fraud_patterns`'s from the results of its slices.
 
-    `since`/`until` span the slices; counts and `by_rule` are summed; `chunks` is the
-    number of slices.
+    `since`/`until` span the slices; counts, `by_rule` and `suppressed_by_rule` are
+    summed (a slice result without the case and suppression counts adds 0); `chunks`
+    is the number of slices.
     """
     parts = [r if isinstance(r, SliceResult) else SliceResult.model_validate(r) for r in results]
     if not parts:
         raise ValueError("no slice results to combine: give at least one")
     by_rule: dict[str, int] = {}
+    suppressed: dict[str, int] = {}
     for part in parts:
         for rule, count in part.by_rule.items():
             by_rule[rule] = by_rule.get(rule, 0) + count
+        for rule, count in part.suppressed_by_rule.items():
+            suppressed[rule] = suppressed.get(rule, 0) + count
     return {
         "since": min(p.since for p in parts).isoformat(),
         "until": max(p.until for p in parts).isoformat(),
@@ -77,5 +85,9 @@ def combine(results: Iterable[SliceResult | dict[str, Any]]) -> dict[str, Any]:
         "by_rule": dict(sorted(by_rule.items())),
         "emitted": sum(p.emitted for p in parts),
         "notify_failed": sum(p.notify_failed for p in parts),
+        "suppressed": sum(p.suppressed for p in parts),
+        "suppressed_by_rule": dict(sorted(suppressed.items())),
+        "cases_opened": sum(p.cases_opened for p in parts),
+        "case_notify_failed": sum(p.case_notify_failed for p in parts),
         "chunks": len(parts),
     }

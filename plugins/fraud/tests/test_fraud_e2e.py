@@ -10,6 +10,7 @@ from sqlalchemy import delete
 
 from banktasks_testing import seed_data
 from plugins.fraud import FraudAlert
+from plugins.fraud.models import FraudCase
 from plugins.fraud.slices import split_window
 
 from .helpers import Bank
@@ -43,7 +44,12 @@ def test_analysis_through_a_real_worker(e2e):
         },
         "emitted": result["emitted"],
         "notify_failed": 0,
+        "suppressed": 0,
+        "suppressed_by_rule": {},
+        "cases_opened": result["cases_opened"],
+        "case_notify_failed": 0,
     }
+    assert 0 < result["cases_opened"] <= result["alerts_created"]  # one per customer
     again = task.delay(since=since.isoformat(), until=NOW.isoformat()).get(timeout=60)
     assert again["alerts_created"] == 0
     assert again["by_rule"] == dict.fromkeys(result["by_rule"], 0)
@@ -69,6 +75,7 @@ def test_chunked_analysis_through_two_worker_processes(e2e):
     assert len(expected) == single["alerts_created"] > 6
     with app.runtime.db.session() as session:
         session.execute(delete(FraudAlert))
+        session.execute(delete(FraudCase))  # the chunked run opens them again
 
     chunked = app.tasks["fraud.analyze_fraud_patterns_chunked"].delay(**window, chunks=4)
     assert chunked.get(timeout=120) == {**single, "chunks": 4}

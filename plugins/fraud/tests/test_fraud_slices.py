@@ -13,6 +13,7 @@ from sqlalchemy import delete
 from banktasks_testing import seed_data
 from core import TaskArgumentError
 from plugins.fraud import FraudAlert, RuleContext, analyze_fraud_patterns_chunked
+from plugins.fraud.models import FraudCase
 from plugins.fraud.slices import MAX_CHUNKS, combine, split_window
 from plugins.fraud.tasks import combine_fraud_slices
 
@@ -54,8 +55,10 @@ def stored(bank: Bank) -> list[tuple]:
 
 
 def clear_alerts(bank: Bank) -> None:
+    """Delete the alerts and the cases they opened (the next analysis opens them again)."""
     with bank.db.session() as session:
         session.execute(delete(FraudAlert))
+        session.execute(delete(FraudCase))
 
 
 def cuts(chunks: int) -> list[datetime]:
@@ -268,6 +271,10 @@ def slice_result(since: datetime, until: datetime, **by_rule: int) -> dict:
         "by_rule": by_rule,
         "emitted": 1,
         "notify_failed": 0,
+        "suppressed": 1,
+        "suppressed_by_rule": {"velocity": 1},
+        "cases_opened": 2,
+        "case_notify_failed": 1,
     }
 
 
@@ -287,6 +294,10 @@ def test_combine_adds_the_slices_up(fraud_app):
         "by_rule": {"large_transaction": 3, "structuring": 0, "velocity": 3},
         "emitted": 2,
         "notify_failed": 0,
+        "suppressed": 2,
+        "suppressed_by_rule": {"velocity": 2},
+        "cases_opened": 4,
+        "case_notify_failed": 2,
         "chunks": 2,
     }
 

@@ -39,6 +39,10 @@ def test_result_is_json_safe_and_counts_new_alerts(bank, run):
         "by_rule": {"large_transaction": 1, "structuring": 1, "velocity": 1},
         "emitted": 2,  # velocity is medium; the default FRAUD_ALERT_MIN_SEVERITY is high
         "notify_failed": 0,
+        "suppressed": 0,
+        "suppressed_by_rule": {},
+        "cases_opened": 3,  # three customers (one account each), one case each
+        "case_notify_failed": 0,
     }
 
 
