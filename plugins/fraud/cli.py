@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import BanktasksError, current, data_scope, session_scope
 from core.logging import mask_number
+from plugins.fraud.backtest import backtest_command
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
 
@@ -69,6 +70,8 @@ def add_commands(cli: click.Group) -> None:
     @cli.group("fraud")
     def fraud_group() -> None:
         """Try rules on history and measure them against planted patterns."""
+
+    fraud_group.add_command(backtest_command)
 
     @cli.group()
     def alerts() -> None:

@@ -27,6 +27,7 @@ from plugins.fraud.settings import FraudSettings
 from plugins.fraud.tasks import (
     analyze_fraud_patterns,
     analyze_fraud_patterns_chunked,
+    backtest_fraud_rules,
     combine_fraud_slices,
 )
 
@@ -57,8 +58,14 @@ def register_settings() -> tuple[str, type[FraudSettings]]:
 
 @hookimpl
 def register_tasks() -> list[TaskDef]:
-    """analyze_fraud_patterns, analyze_fraud_patterns_chunked and its chord callback."""
-    return [analyze_fraud_patterns, analyze_fraud_patterns_chunked, combine_fraud_slices]
+    """analyze_fraud_patterns, analyze_fraud_patterns_chunked and its chord callback, and
+    backtest_fraud_rules."""
+    return [
+        analyze_fraud_patterns,
+        analyze_fraud_patterns_chunked,
+        combine_fraud_slices,
+        backtest_fraud_rules,
+    ]
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from core import RetryPolicy, TaskArgumentError, current, task
 from core.db import utcnow
 from core.validators import as_utc
+from plugins.fraud.backtest import check_backtest, run_backtest
 from plugins.fraud.engine import TASK, analyse, resolve_window
 from plugins.fraud.slices import MAX_CHUNKS, SliceResult, combine, split_window
 
@@ -137,3 +138,29 @@ def combine_fraud_slices(
     """The chord callback of `analyze_fraud_patterns_chunked`: the slices' results added up
     (counts and by_rule summed, since/until spanning the slices, `chunks` = their number)."""
     return combine(results)
+
+
+def _backtest_example() -> dict[str, Any]:
+    """`banktasks demo`: the active rules over the last week."""
+    now = utcnow()
+    return {"since": (now - timedelta(days=7)).isoformat(), "until": now.isoformat()}
+
+
+@task(queue="fraud", retry=RETRY, example=_backtest_example, check=check_backtest)
+def backtest_fraud_rules(
+    since: datetime,
+    until: datetime,
+    rules: list[str] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run fraud rules over `[since, until)` of history and compare with the stored alerts.
+
+    `rules`: rule names (one that is off by default included); None: the active rules.
+    `overrides`: setting variables to change for this run (`{"FRAUD_LARGE_AMOUNT":
+    "5000"}`), validated as the environment variables would be. Writes no alert, moves
+    no watermark, calls no hook. Returns per rule its hits (and their dedup keys), new,
+    unchanged and no_longer_raised counts with samples, seconds, version and
+    settings_hash; and the totals (see `plugins.fraud.backtest`). A bad window, an
+    unknown rule or a bad override is refused before sending (TaskArgumentError).
+    """
+    return run_backtest(rules, since, until, overrides).as_dict()
