@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core import BanktasksError, current, data_scope, session_scope
 from core.logging import mask_number
 from plugins.fraud.backtest import backtest_command
+from plugins.fraud.casework_cli import FRAUD_COMMANDS, cases_group
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
 
@@ -72,6 +73,10 @@ def add_commands(cli: click.Group) -> None:
         """Try rules on history and measure them against planted patterns."""
 
     fraud_group.add_command(backtest_command)
+
+    cli.add_command(cases_group)  # cases, suppressions, audit: plugins.fraud.casework_cli
+    for command in FRAUD_COMMANDS:
+        fraud_group.add_command(command)
 
     @cli.group()
     def alerts() -> None:
