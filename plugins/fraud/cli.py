@@ -14,8 +14,10 @@ from core import BanktasksError, current, data_scope, session_scope
 from core.logging import mask_number
 from plugins.fraud.backtest import backtest_command
 from plugins.fraud.casework_cli import FRAUD_COMMANDS, cases_group
+from plugins.fraud.evaluate import evaluate_command
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
+from plugins.fraud.planting import plant_command
 
 
 def _masked(number: str | None) -> str:
@@ -73,6 +75,8 @@ def add_commands(cli: click.Group) -> None:
         """Try rules on history and measure them against planted patterns."""
 
     fraud_group.add_command(backtest_command)
+    fraud_group.add_command(plant_command)
+    fraud_group.add_command(evaluate_command)
 
     cli.add_command(cases_group)  # cases, suppressions, audit: plugins.fraud.casework_cli
     for command in FRAUD_COMMANDS:
