@@ -1,4 +1,4 @@
-"""Event e-mails: the ones this plugin's hooks send (a fraud alert, the daily report, an
+"""Event e-mails: the ones this plugin's hooks send (a new fraud case, the daily report, an
 export that is ready), keyed `event:<name>:<id>` in the outbox.
 
 `queue_event_email()` runs in the process that runs the hook. It first reserves the

@@ -44,7 +44,7 @@ def register_metrics(metrics: Any) -> None:
     METRICS["queued"] = metrics.counter(
         "emails_queued",
         "Event e-mails queued by this plugin's hooks, by event "
-        "(daily-report, fraud-alert, export-ready)",
+        "(daily-report, fraud-case, export-ready)",
         labels=["event"],
     )
 
@@ -102,42 +102,49 @@ def on_report_generated(report: Any) -> dict[str, str]:
 
 
 @hookimpl
-def on_fraud_alert(alert: Any) -> dict[str, str]:
-    """Fraud's hook: queue an admin e-mail about a new alert (ids only, never an account number).
+def on_fraud_case_opened(case: Any, alert: Any) -> dict[str, str]:
+    """Fraud's hook: queue ONE admin e-mail per new case, about the alert that opened it.
 
-    Uses `alert.id`, `rule`, `severity`, `score`, `account_id`, `transaction_id`,
-    `created_at` and `evidence` (account numbers masked). Key `event:fraud-alert:<id>`.
+    Further alerts on the customer attach to the open case and send nothing, so a stream
+    of alerts gives one e-mail. Uses `case.id`, `user_id`, `opened_at` and the alert's
+    `id`, `rule`, `rule_version`, `severity`, `score`, `account_id`, `transaction_id`,
+    `created_at` and `evidence` (numbers masked); ids only, never an account number.
+    Key `event:fraud-case:<case id>`.
     """
     evidence = redact_value("evidence", getattr(alert, "evidence", None) or {})
-    lines = [
-        f"Fraud alert #{alert.id}",
-        f"rule: {alert.rule}",
-        f"severity: {alert.severity}",
-        f"score: {getattr(alert, 'score', '')}",
-        f"account id: {alert.account_id}",
-        f"transaction id: {getattr(alert, 'transaction_id', None) or '-'}",
-        f"created at: {getattr(alert, 'created_at', '')}",
-        f"evidence: {json.dumps(evidence, sort_keys=True, default=str)}",
-        "",
-        "Review it with: banktasks alerts list",
+    rule = str(alert.rule)
+    version = getattr(alert, "rule_version", None)
+    fields = [
+        ("customer (user) id", str(case.user_id)),
+        ("opened at", str(getattr(case, "opened_at", None) or "")),
+        ("opening alert", f"#{alert.id}"),
+        ("rule", f"{rule} (version {version})" if version else rule),
+        ("severity", str(alert.severity)),
+        ("score", str(getattr(alert, "score", ""))),
+        ("account id", str(alert.account_id)),
+        ("transaction id", str(getattr(alert, "transaction_id", None) or "-")),
+        ("alert created at", str(getattr(alert, "created_at", None) or "")),
+        ("evidence", json.dumps(evidence, sort_keys=True, default=str)),
     ]
-    text = "\n".join(lines)
+    work_it = f"banktasks cases show {case.id}"
+    lines = [f"{k}: {v}" for k, v in fields]
+    text = "\n".join([f"Fraud case #{case.id} opened", *lines, "", f"Work it with: {work_it}"])
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in (line.split(": ", 1) for line in lines[1:8])
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in fields
     )
     html_body = (
-        f"<!doctype html><html><body><h1>Fraud alert #{alert.id}</h1>"
-        f"<table>{rows}</table></body></html>"
+        f"<!doctype html><html><body><h1>Fraud case #{case.id} opened</h1>"
+        f"<table>{rows}</table><p>Work it with: <code>{html.escape(work_it)}</code></p>"
+        "</body></html>"
     )
     result = queue_event_email(
-        f"fraud-alert:{alert.id}",
-        subject=f"[fraud] {alert.severity} {alert.rule} alert #{alert.id}",
+        f"fraud-case:{case.id}",
+        subject=f"[fraud] case #{case.id} opened: {alert.severity} {rule}",
         text=text,
         html=html_body,
     )
-    count_queued("fraud-alert")
-    log.info("fraud_alert_email_queued", alert_id=alert.id, task_id=result.id)
+    count_queued("fraud-case")
+    log.info("fraud_case_email_queued", case_id=case.id, alert_id=alert.id, task_id=result.id)
     return {"queued": result.id}
 
 

@@ -15,18 +15,18 @@ accepted the message but before `mark_sent()` committed, the key is sent again
 once the lease expires, with the same Message-ID (it is derived from the key).
 
 Keys live in namespaces, so that no value a caller passes can name a key that
-banktasks uses itself (a caller could otherwise mark a fraud alert's key as sent
-and silence the alert). The stored key is `<namespace>:<rest>`:
+banktasks uses itself (a caller could otherwise mark a fraud case's key as sent
+and silence its e-mail). The stored key is `<namespace>:<rest>`:
 
 - `caller:<key>`: the `idempotency_key` a caller gave (`caller-sha256:<hex>` when
   `caller:<key>` would not fit the column); every caller key lands here.
 - `task:<celery task id>` / `args:<sha256>`: derived when no key is given.
 - `event:<name>:<id>`: an e-mail a hook of this plugin sends about an event
-  (`event:fraud-alert:7`). Only `reserve()`, called in the process that runs the
+  (`event:fraud-case:7`). Only `reserve()`, called in the process that runs the
   hook, creates such a row, with the Message-ID of exactly the content it will
   send; a task may claim it only with that same content (`claim(expect=…)`).
   A message that names an event nobody reserved, or with other content, sends
-  nothing, so even a raw message on the broker cannot silence or replace an alert.
+  nothing, so even a raw message on the broker cannot silence or replace an event's e-mail.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ SOURCES = {
 
 def split_key(stored_key: str) -> tuple[str, str]:
     """(source, key) of a stored key, for people: `caller:welcome:1` → ("caller",
-    "welcome:1"), `event:fraud-alert:7` → ("event", "fraud-alert:7"), `task:<id>` →
+    "welcome:1"), `event:fraud-case:7` → ("event", "fraud-case:7"), `task:<id>` →
     ("task", "<id>"). A row written before the namespaces existed → ("legacy", key)."""
     namespace, sep, rest = stored_key.partition(":")
     if not sep or namespace not in SOURCES:

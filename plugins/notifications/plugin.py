@@ -23,7 +23,7 @@ from plugins.notifications.cli import outbox_command
 from plugins.notifications.integrations import (
     collect_metrics,
     on_export_ready,
-    on_fraud_alert,
+    on_fraud_case_opened,
     on_report_generated,
     register_metrics,
 )
@@ -35,7 +35,7 @@ __all__ = [
     "collect_metrics",
     "configure_app",
     "on_export_ready",
-    "on_fraud_alert",
+    "on_fraud_case_opened",
     "on_report_generated",
     "register_commands",
     "register_hookspecs",

@@ -94,7 +94,8 @@ class NotificationsSettings(PluginSettings):
     admin_email: str = _env(
         "ADMIN_EMAIL",
         default="admin@banking.com",
-        description="Recipient of `send_admin_email` (report summaries, fraud alerts).",
+        description="Recipient of `send_admin_email` (report summaries, one e-mail per new fraud "
+        "case).",
     )
     default_from_email: str = _env(
         "DEFAULT_FROM_EMAIL",

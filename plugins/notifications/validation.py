@@ -83,10 +83,10 @@ def check_key(value: str) -> str:
 
 
 def check_event(value: str) -> str:
-    """An event name `<kind>:<id>` as this plugin's hooks use it (`fraud-alert:7`)."""
+    """An event name `<kind>:<id>` as this plugin's hooks use it (`fraud-case:7`)."""
     if not EVENT.fullmatch(value):
         raise ValueError(
-            "the event must look like `fraud-alert:7`: a lower-case name, ':' and an id of "
+            "the event must look like `fraud-case:7`: a lower-case name, ':' and an id of "
             "letters, digits, '.', '_', ':' or '-' (set by this plugin's hooks, not by callers)"
         )
     return value

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from banktasks_testing import free_port, http_status, seed_data, send_unchecked, wait_for
 from banktasks_testing.processes import stop_group
@@ -52,6 +53,17 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 def names(samples: dict[Any, float]) -> set[str]:
     return {name for name, _ in samples}
+
+
+def customers_with_alerts(app: Any) -> int:
+    """How many customers have a fraud alert: fraud opens one case, and notifications sends
+    one admin e-mail, for each of them (on a fresh database, every case is new)."""
+    query = text(
+        "SELECT COUNT(DISTINCT a.user_id) FROM fraud_alerts f "
+        "JOIN accounts a ON a.id = f.account_id"
+    )
+    with app.runtime.db.session() as session:
+        return int(session.execute(query).scalar_one())
 
 
 def used_metrics() -> set[str]:
@@ -105,13 +117,16 @@ def test_every_metric_after_real_tasks(e2e, smtp_server):
         assert mail.get(timeout=60)["status"] == "sent"
         attempts = mail.get()["attempts"]
 
-        # fraud alerts, and their e-mails through the notifications plugin
+        # fraud alerts, and one e-mail per new case (one per customer with alerts) through
+        # the notifications plugin
         analysis = app.tasks["fraud.analyze_fraud_patterns"].delay(
             since=(NOW - timedelta(days=31)).isoformat(), until=NOW.isoformat()
         )
         found = analysis.get(timeout=90)
-        emitted = found["emitted"]
-        wait_for(lambda: len(smtp_server.messages) == 1 + emitted, 60, "the alert e-mails")
+        cases = customers_with_alerts(app)
+        assert 0 < cases <= found["alerts_created"]
+        assert (found["cases_opened"], found["case_notify_failed"]) == (cases, 0)
+        wait_for(lambda: len(smtp_server.messages) == 1 + cases, 60, "the case e-mails")
 
         # a failure that dead-letters (bad arguments reach the worker)
         bad = send_unchecked(app, "reports.generate_daily_reports", kwargs={"report_date": "x"})
@@ -133,7 +148,7 @@ def test_every_metric_after_real_tasks(e2e, smtp_server):
         app.tasks["reports.generate_daily_reports"].apply_async(
             headers={"banktasks_schedule": "generate-daily-reports"}
         ).get(timeout=60)
-        wait_for(lambda: len(smtp_server.messages) == 2 + emitted, 60, "the report e-mail")
+        wait_for(lambda: len(smtp_server.messages) == 2 + cases, 60, "the report e-mail")
 
         samples = scrape(url)
         total = "banktasks_tasks_total"
@@ -144,7 +159,7 @@ def test_every_metric_after_real_tasks(e2e, smtp_server):
         assert value(samples, total, task=mail_task, state="success") == 1
         assert value(samples, "banktasks_task_retries_total", task=mail_task) == attempts - 1
         admin = "notifications.send_admin_email"
-        assert value(samples, total, task=admin, state="success") == emitted + 1
+        assert value(samples, total, task=admin, state="success") == cases + 1
         report = "reports.generate_daily_reports"
         assert value(samples, total, task=report, state="failure") == 1
         assert value(samples, total, task=report, state="success") == 1
@@ -174,10 +189,10 @@ def test_every_metric_after_real_tasks(e2e, smtp_server):
             assert value(samples, "banktasks_fraud_alerts_unresolved", rule=rule) == count
         emails = "banktasks_notifications_emails"
         assert value(samples, emails, status="sent", kind="user") == 1
-        assert value(samples, emails, status="sent", kind="admin") == emitted + 1
+        assert value(samples, emails, status="sent", kind="admin") == cases + 1
         assert value(samples, emails, status="failed") == 0
         queued = "banktasks_notifications_emails_queued_total"
-        assert value(samples, queued, event="fraud-alert") == emitted
+        assert value(samples, queued, event="fraud-case") == cases
         assert value(samples, queued, event="daily-report") == 1
         assert value(samples, "banktasks_reports_lateness_seconds") == 0
         for plugin in ("fraud", "reports", "notifications"):

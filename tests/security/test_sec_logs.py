@@ -209,7 +209,7 @@ def test_every_task_at_debug_logs_no_secret_address_or_account_number(
             ).all()
         return not pending and queued_messages(app) == 0
 
-    wait_for(settled, 60, "follow-up e-mails (fraud alerts, report, export ready) to go out")
+    wait_for(settled, 60, "follow-up e-mails (fraud cases, report, export ready) to go out")
     # the follow-ups really went through the logged-in SMTP session
     assert login_smtp.logins and all(ok for _login, ok in login_smtp.logins)
     recipients = {rcpt for env in login_smtp.envelopes for rcpt in env.rcpt_tos}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.message import Message
@@ -260,7 +261,7 @@ def assert_no_attachment(message: Message) -> None:
 
 
 def test_no_e_mail_carries_an_attachment(make_app: Any, mail_env: SMTPRecorder) -> None:
-    """User notification, export ready, daily report and fraud alert: text and HTML only,
+    """User notification, export ready, daily report and new fraud case: text and HTML only,
     and the export's data stays in its file."""
     app = make_app(plugins=["reports", "fraud", "notifications", "export"])
     seed(app.runtime.db, users=USERS, transactions=300, days=30)
@@ -279,7 +280,7 @@ def test_no_e_mail_carries_an_attachment(make_app: Any, mail_env: SMTPRecorder) 
     subjects = [str(m["Subject"]) for m in mail_env.messages]
     assert "Your transaction export is ready" in subjects
     assert any(s.startswith("Daily report") for s in subjects)
-    assert any(s.startswith("[fraud]") for s in subjects)
+    assert any(re.match(r"\[fraud\] case #\d+ opened: ", s) for s in subjects)
     assert exported["rows"] > 0
     rows = Path(exported["path"]).read_text(encoding="utf-8").splitlines()[1:]
     for message in mail_env.messages:

@@ -30,7 +30,7 @@ def on_report_generated(report: Any) -> Any:
 
 
 @hookspec
-def on_fraud_alert(alert: Any) -> Any:
+def on_fraud_case_opened(case: Any, alert: Any) -> Any:
     """fraud's hookspec."""
 
 
@@ -41,7 +41,7 @@ def on_export_ready(export: Any) -> Any:
 
 OWNER_SPECS = SimpleNamespace(
     on_report_generated=on_report_generated,
-    on_fraud_alert=on_fraud_alert,
+    on_fraud_case_opened=on_fraud_case_opened,
     on_export_ready=on_export_ready,
 )
 """Stands in for reports, fraud and export: only their hookspecs."""
@@ -76,6 +76,18 @@ class Alert:
     )
     created_at: datetime = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
     resolved_at: datetime | None = None
+    rule_version: str = "1"
+
+
+def case(case_id: int = 3, user_id: int = 5) -> Any:
+    """A new case as fraud passes it (a detached FraudCase row: only attributes are read)."""
+    return SimpleNamespace(
+        id=case_id,
+        user_id=user_id,
+        status="open",
+        assignee=None,
+        opened_at=datetime(2024, 1, 31, 12, 0, 1, tzinfo=UTC),
+    )
 
 
 @dataclass
@@ -133,21 +145,85 @@ def test_report_generated_queues_admin_email_with_the_summary(app: Any) -> None:
     assert msg.get_content_type() == "multipart/alternative"
 
 
-def test_fraud_alert_queues_admin_email_without_account_numbers(app: Any) -> None:
-    (answer,) = app.runtime.hook.on_fraud_alert(alert=Alert())
+def test_a_new_fraud_case_queues_one_admin_email_about_its_opening_alert(app: Any) -> None:
+    (answer,) = app.runtime.hook.on_fraud_case_opened(case=case(3, user_id=5), alert=Alert())
     (job,) = queued(app)
     assert answer == {"queued": job["id"]}
     assert job["task"] == "notifications.send_admin_email"
     kwargs = job["kwargs"]
-    assert kwargs["event"] == "fraud-alert:7"
-    assert kwargs["subject"] == "[fraud] high large_transaction alert #7"
+    assert kwargs["event"] == "fraud-case:3" and "idempotency_key" not in kwargs
+    assert kwargs["subject"] == "[fraud] case #3 opened: high large_transaction"
     text = kwargs["message"]
-    for expected in ("rule: large_transaction", "severity: high", "account id: 42", "#7"):
-        assert expected in text
-    assert "15000.01" in text
-    everything = text + kwargs["html_message"] + kwargs["subject"]
-    assert "400000000042" not in everything and "DE89370400440532013000" not in everything
-    assert "****0042" in text
+    for expected in (
+        "Fraud case #3 opened",
+        "customer (user) id: 5",
+        "opening alert: #7",
+        "rule: large_transaction (version 1)",
+        "severity: high",
+        "score: 0.93",
+        "account id: 42",
+        "transaction id: 1001",
+        "Work it with: banktasks cases show 3",
+    ):
+        assert expected in text, expected
+    assert "banktasks cases show 3" in kwargs["html_message"]
+    assert [(r.idempotency_key, r.status) for r in outbox_rows(app)] == [
+        ("event:fraud-case:3", "pending")
+    ]
+
+
+def test_the_case_email_carries_no_account_number_and_redacts_the_evidence(app: Any) -> None:
+    alert = Alert(
+        evidence={
+            "amount": "15000.01",
+            "account_number": "400000000042",
+            "iban": "DE89370400440532013000",
+            "counterparties": ["account 400000000099", "DE44500105175407324931"],
+            "note": "from 400000000042 to user1@example.com",
+        }
+    )
+    app.runtime.hook.on_fraud_case_opened(case=case(), alert=alert)
+    (job,) = queued(app)
+    kwargs = job["kwargs"]
+    everything = kwargs["subject"] + kwargs["message"] + kwargs["html_message"]
+    for secret in (
+        "400000000042",
+        "400000000099",
+        "DE89370400440532013000",
+        "DE44500105175407324931",
+        "user1@example.com",
+    ):
+        assert secret not in everything, secret
+    assert "15000.01" in kwargs["message"]  # amounts stay readable
+    assert "****0042" in kwargs["message"]  # a masked number still tells accounts apart
+    # What the worker sends (text and HTML) is that same redacted content.
+    assert send_admin_email(**kwargs)["status"] == "sent"
+    (msg,) = eml(app)
+    assert "400000000042" not in msg.as_string() and "****0042" in msg.as_string()
+
+
+def test_several_alerts_on_one_customer_give_one_email_per_case(app: Any) -> None:
+    """Fraud calls the hook once per new case; alerts that attach to an open case do not
+    call it. A case announced again (a redelivered fraud task) is still one e-mail."""
+    first = case(3, user_id=5)
+    app.runtime.hook.on_fraud_case_opened(case=first, alert=Alert(id=7))
+    app.runtime.hook.on_fraud_case_opened(case=first, alert=Alert(id=7))
+    app.runtime.hook.on_fraud_case_opened(case=case(4, user_id=6), alert=Alert(id=8))
+    jobs = queued(app)
+    assert [j["kwargs"]["event"] for j in jobs] == ["fraud-case:3", "fraud-case:3", "fraud-case:4"]
+    assert [send_admin_email(**j["kwargs"])["status"] for j in jobs] == [
+        "sent",
+        "duplicate",
+        "sent",
+    ]
+    assert sorted(str(m["Subject"]) for m in eml(app)) == [
+        "[fraud] case #3 opened: high large_transaction",
+        "[fraud] case #4 opened: high large_transaction",
+    ]
+    assert sorted(r.idempotency_key for r in outbox_rows(app)) == [
+        "event:fraud-case:3",
+        "event:fraud-case:4",
+    ]
 
 
 def test_export_ready_tells_the_user_the_file_name_only(app: Any) -> None:
@@ -167,11 +243,11 @@ def test_export_ready_tells_the_user_the_file_name_only(app: Any) -> None:
 
 
 def test_hooks_queue_on_the_notifications_queue_only(app: Any) -> None:
-    app.runtime.hook.on_fraud_alert(alert=Alert(id=1))
-    app.runtime.hook.on_fraud_alert(alert=Alert(id=2))
+    app.runtime.hook.on_fraud_case_opened(case=case(1), alert=Alert(id=1))
+    app.runtime.hook.on_fraud_case_opened(case=case(2), alert=Alert(id=2))
     assert [j["kwargs"]["event"] for j in queued(app)] == [
-        "fraud-alert:1",
-        "fraud-alert:2",
+        "fraud-case:1",
+        "fraud-case:2",
     ]
     assert queued(app, "celery") == []
 
@@ -184,14 +260,16 @@ def test_without_the_owners_the_plugin_still_builds_and_sends(notif_app: Any) ->
 
 def test_the_real_owners_hookspecs_accept_these_implementations(notif_app: Any) -> None:
     app = notif_app("reports", "fraud", "export")
-    for hook in ("on_report_generated", "on_fraud_alert", "on_export_ready"):
+    for hook in ("on_report_generated", "on_fraud_case_opened", "on_export_ready"):
         caller = getattr(app.runtime.hook, hook)
         assert caller.spec is not None, f"{hook} is declared by its owner"
         assert "notifications" in [impl.plugin_name for impl in caller.get_hookimpls()]
-    answers = app.runtime.hook.on_fraud_alert(alert=Alert(id=9))
+    emailing = [i.plugin_name for i in app.runtime.hook.on_fraud_alert.get_hookimpls()]
+    assert "notifications" not in emailing, "one e-mail per case, none per alert"
+    answers = app.runtime.hook.on_fraud_case_opened(case=case(9), alert=Alert(id=9))
     (job,) = queued(app)
     assert {"queued": job["id"]} in answers
     assert (job["task"], job["kwargs"]["event"]) == (
         "notifications.send_admin_email",
-        "fraud-alert:9",
+        "fraud-case:9",
     )

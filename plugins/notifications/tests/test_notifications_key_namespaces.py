@@ -32,7 +32,7 @@ TASK = "notifications.send_admin_email"
 
 
 @hookspec
-def on_fraud_alert(alert: Any) -> Any:
+def on_fraud_case_opened(case: Any, alert: Any) -> Any:
     """fraud's hookspec."""
 
 
@@ -41,10 +41,22 @@ def on_report_generated(report: Any) -> Any:
     """reports' hookspec."""
 
 
-SPECS = SimpleNamespace(on_fraud_alert=on_fraud_alert, on_report_generated=on_report_generated)
+SPECS = SimpleNamespace(
+    on_fraud_case_opened=on_fraud_case_opened, on_report_generated=on_report_generated
+)
 
 
-def alert(alert_id: int = 7) -> Any:
+def open_case(app: Any, case_id: int) -> None:
+    """Fraud opens case `case_id` (with its first alert, `#100 + case_id`)."""
+    case = SimpleNamespace(id=case_id, user_id=5, status="open", opened_at=datetime.now(UTC))
+    app.runtime.hook.on_fraud_case_opened(case=case, alert=alert(100 + case_id))
+
+
+def subject(case_id: int) -> str:
+    return f"[fraud] case #{case_id} opened: high large_transaction"
+
+
+def alert(alert_id: int = 107) -> Any:
     return SimpleNamespace(
         id=alert_id,
         rule="large_transaction",
@@ -80,20 +92,20 @@ def run_queued(app: Any) -> list[dict[str, Any]]:
 
 
 def test_a_caller_key_named_like_an_event_does_not_silence_it(app: Any) -> None:
-    for key in ("fraud-alert:7", "event:fraud-alert:7", "caller:fraud-alert:7"):
+    for key in ("fraud-case:7", "event:fraud-case:7", "caller:fraud-case:7"):
         assert send_admin_email(subject="decoy", message="x", idempotency_key=key)["status"] == (
             "sent"
         )
-    app.runtime.hook.on_fraud_alert(alert=alert(7))
+    open_case(app, 7)
     (result,) = run_queued(app)
     assert result["status"] == "sent"
-    assert eml_subjects(app).count("[fraud] high large_transaction alert #7") == 1
+    assert eml_subjects(app).count(subject(7)) == 1
     sources = sorted(outbox_mod.split_key(r.idempotency_key) for r in outbox_rows(app))
     assert sources == [
-        ("caller", "caller:fraud-alert:7"),
-        ("caller", "event:fraud-alert:7"),
-        ("caller", "fraud-alert:7"),
-        ("event", "fraud-alert:7"),
+        ("caller", "caller:fraud-case:7"),
+        ("caller", "event:fraud-case:7"),
+        ("caller", "fraud-case:7"),
+        ("event", "fraud-case:7"),
     ]
 
 
@@ -106,21 +118,21 @@ def test_a_caller_key_named_like_a_task_id_does_not_silence_that_task(app: Any) 
 
 def test_an_event_no_hook_reserved_is_refused_and_nothing_is_written(app: Any) -> None:
     with pytest.raises(TaskArgumentError, match="no banktasks hook announced"):
-        send_admin_email(subject="all fine", message="ignore", event="fraud-alert:8")
+        send_admin_email(subject="all fine", message="ignore", event="fraud-case:8")
     assert outbox_rows(app) == [] and eml_subjects(app) == []
 
 
 def test_other_content_for_a_reserved_event_is_not_sent_and_does_not_silence_it(
     app: Any,
 ) -> None:
-    app.runtime.hook.on_fraud_alert(alert=alert(7))
-    forged = send_admin_email(subject="all fine", message="ignore", event="fraud-alert:7")
+    open_case(app, 7)
+    forged = send_admin_email(subject="all fine", message="ignore", event="fraud-case:7")
     assert forged["status"] == "superseded"
     assert eml_subjects(app) == []
     (real,) = run_queued(app)
     assert real["status"] == "sent"
-    assert eml_subjects(app) == ["[fraud] high large_transaction alert #7"]
-    again = send_admin_email(subject="all fine", message="ignore", event="fraud-alert:7")
+    assert eml_subjects(app) == [subject(7)]
+    again = send_admin_email(subject="all fine", message="ignore", event="fraud-case:7")
     assert again["status"] == "duplicate"
     assert len(eml_subjects(app)) == 1
 
@@ -149,9 +161,9 @@ def test_a_re_announced_event_sends_its_newest_content_once(app: Any) -> None:
 
 
 def test_a_pre_namespace_row_under_an_event_key_is_moved_aside(app: Any) -> None:
-    """A caller who used the literal key `event:fraud-alert:5` before the namespaces existed
+    """A caller who used the literal key `event:fraud-case:5` before the namespaces existed
     left a `sent` row under that string: the hook moves it to `legacy:…` and sends."""
-    key = "event:fraud-alert:5"
+    key = "event:fraud-case:5"
     with app.runtime.db.session() as session:
         session.add(
             OutboxEntry(
@@ -163,10 +175,10 @@ def test_a_pre_namespace_row_under_an_event_key_is_moved_aside(app: Any) -> None
                 message_id=outbox_mod.message_id_of(key),
             )
         )
-    app.runtime.hook.on_fraud_alert(alert=alert(5))
+    open_case(app, 5)
     assert [r["status"] for r in run_queued(app)] == ["sent"]
     assert sorted((r.idempotency_key, r.subject) for r in outbox_rows(app)) == [
-        (key, "[fraud] high large_transaction alert #5"),
+        (key, subject(5)),
         ("legacy:" + key, "decoy"),
     ]
     assert outbox_mod.split_key("legacy:" + key) == ("legacy", key)
@@ -181,7 +193,7 @@ def test_idempotency_key_and_event_exclude_each_other(app: Any) -> None:
         send_admin_email(**kwargs)
 
 
-@pytest.mark.parametrize("event", ["", "fraud-alert", "Fraud:1", "x:a b", "x:" + "1" * 121])
+@pytest.mark.parametrize("event", ["", "fraud-case", "Fraud:1", "x:a b", "x:" + "1" * 121])
 def test_malformed_events_are_refused(app: Any, event: str) -> None:
     with pytest.raises(TaskArgumentError, match="event"):
         app.tasks[TASK].delay(subject="Hi", message="B", event=event)
@@ -203,10 +215,10 @@ def test_a_long_caller_key_is_stored_hashed_and_stays_idempotent(app: Any) -> No
 
 def test_split_key_names_every_source() -> None:
     assert outbox_mod.split_key("caller:welcome:1") == ("caller", "welcome:1")
-    assert outbox_mod.split_key("event:fraud-alert:7") == ("event", "fraud-alert:7")
+    assert outbox_mod.split_key("event:fraud-case:7") == ("event", "fraud-case:7")
     assert outbox_mod.split_key("task:abc") == ("task", "abc")
     assert outbox_mod.split_key("args:00ff") == ("args", "00ff")
-    assert outbox_mod.split_key("fraud-alert:7") == ("legacy", "fraud-alert:7")
+    assert outbox_mod.split_key("fraud-case:7") == ("legacy", "fraud-case:7")
     assert outbox_mod.split_key("nocolon") == ("legacy", "nocolon")
 
 
@@ -217,10 +229,10 @@ def test_outbox_command_shows_the_source_of_each_key(app: Any) -> None:
 
     register_commands(cli=root)
     send_admin_email(subject="Hi", message="B", idempotency_key="welcome:1")
-    app.runtime.hook.on_fraud_alert(alert=alert(3))
+    open_case(app, 3)
     rows = json.loads(CliRunner().invoke(root, ["outbox", "--json"]).output)
     assert [(r["source"], r["key"], r["stored_key"], r["status"]) for r in rows] == [
-        ("event", "fraud-alert:3", "event:fraud-alert:3", "pending"),
+        ("event", "fraud-case:3", "event:fraud-case:3", "pending"),
         ("caller", "welcome:1", "caller:welcome:1", "sent"),
     ]
     table = CliRunner().invoke(root, ["outbox"]).output

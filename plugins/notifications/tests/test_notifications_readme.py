@@ -68,8 +68,11 @@ def test_readme_slack_channel(notif_app: Any, webhook: tuple[str, type[Webhook]]
             "acme_slack": {"webhook_url": url},
         },
     )
-    assert send_admin_email(subject="Fraud alert #7", message="rule: velocity")["status"] == "sent"
-    assert hook.received == [{"text": "*Fraud alert #7*\nrule: velocity"}]
+    assert (
+        send_admin_email(subject="Fraud case #3 opened", message="rule: velocity")["status"]
+        == "sent"
+    )
+    assert hook.received == [{"text": "*Fraud case #3 opened*\nrule: velocity"}]
 
     hook.status = 503
     with pytest.raises(TemporaryFailure, match="Slack answered 503"):
