@@ -183,14 +183,15 @@ def _variables(model: Any) -> dict[str, str]:
     return names
 
 
-def _validation_message(exc: ValidationError, variables: dict[str, str]) -> str:
-    """One line per error, naming the variable of the field in question."""
-    by_field = {field: name for name, field in variables.items()}
+def _validation_message(exc: ValidationError, variables: dict[str, str], given: set[str]) -> str:
+    """One line per error, naming the variable of the field in question (unless it is the
+    one variable set, which the message starts with already)."""
+    by_field = {field: name for name, field in variables.items() if name.endswith(field.upper())}
     parts = []
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         where = by_field.get(str(err["loc"][0])) if err["loc"] else None
-        parts.append(f"{where}: {msg}" if where else msg)
+        parts.append(f"{where}: {msg}" if where and given != {where} else msg)
     return "; ".join(parts)
 
 
@@ -234,7 +235,7 @@ def apply_overrides(
         except (ValidationError, ValueError) as exc:
             shown = ", ".join(f"{n}={v}" for n, v in variables.items())
             if isinstance(exc, ValidationError):
-                detail = _validation_message(exc, known[plugin])
+                detail = _validation_message(exc, known[plugin], set(variables))
             else:  # a complex value that is not JSON (pydantic-settings' SettingsError)
                 detail = str(exc)
             raise TaskArgumentError(f"{TASK}: --set {shown}: {detail}") from None
@@ -567,10 +568,11 @@ def backtest_command(
     no_compare: bool,
     as_json: bool,
 ) -> None:
-    """Run RULE ... (default: the active rules) over history; write nothing.
+    """Run rules over history and compare with the stored alerts; writes nothing.
 
-    Prints per rule its hits, how they compare with the stored alerts (new, unchanged,
-    no longer raised), the seconds it took, its version and settings hash.
+    RULE ...: the rules to run (any registered one); none: the active rules. Prints per
+    rule its hits, how they compare with the stored alerts (new, unchanged, no longer
+    raised), the seconds it took, its version and settings hash.
     """
     import json
 
