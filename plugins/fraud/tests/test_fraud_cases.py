@@ -283,3 +283,26 @@ def test_cases_commands(sqlite_app, banktasks):
     assert len(audit_trail()) == 3  # the failed close wrote nothing
     with db.session() as session:
         assert session.scalar(select(FraudAlert.status)) == "resolved"
+
+
+@pytest.mark.postgres
+def test_audit_is_append_only_in_its_own_schema(make_app, pg_database_url):
+    """DATABASE_SCHEMA: the trigger function lives in banktasks' schema, next to the table."""
+    app = make_app("fraud", database_url=pg_database_url, database_schema="bt_audit")
+    db = app.runtime.db
+    Bank(db).tx(customer(db)[0], "15000.00", T0)
+    analyse()
+    with db.session() as session:
+        found = (
+            session.execute(
+                text(
+                    "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                    "WHERE p.proname = 'fraud_audit_append_only'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert found == ["bt_audit"]
+    with pytest.raises(DBAPIError, match="append-only"), db.session() as session:
+        session.execute(update(FraudAudit).values(actor="mallory"))
