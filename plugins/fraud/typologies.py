@@ -504,15 +504,49 @@ class FanInOut:
         window_us = s.fan_window_hours * HOUR_US
         read_until = ctx.lookahead_until_us(window_us)
         ignored = list(s.fan_ignore_channels or ())
-        c, r, m = _tx(ctx, "fan_start"), _tx(ctx, "fan_window"), _tx(ctx, "fan_member")
+        a, c = _tx(ctx, "fan_all"), _tx(ctx, "fan_start")
+        r, m = _tx(ctx, "fan_window"), _tx(ctx, "fan_member")
+        read = (ctx.since_us - window_us, read_until)
+        # A window holds N distinct counterparties only if it holds N rows: the rows of
+        # the (account, direction) are ordered once, and only where some row has its
+        # (N-1)-th next row less than a window after it is the counting self-join run.
+        nth = func.lead(a.at, literal_column(str(int(s.fan_min_counterparties) - 1)))
+        ahead = (
+            select(
+                a.account_id.label("account_id"),
+                _direction(a).label("direction"),
+                a.at.label("at"),
+                nth.over(partition_by=(a.account_id, _direction(a)), order_by=(a.at, a.id)).label(
+                    "nth_at"
+                ),
+            )
+            .where(*_fan_rows(a, ignored), a.at >= read[0], a.at < read[1])
+            .subquery("fan_ahead")
+        )
+        dense = (
+            select(ahead.c.account_id, ahead.c.direction)
+            .where(ahead.c.nth_at < ahead.c.at + window_us)
+            .distinct()
+            .cte("fan_dense")
+        )
         rows = (
             select(
                 c.id.label("id"),
                 c.account_id.label("account_id"),
                 c.at.label("at"),
-                _direction(c).label("direction"),
+                dense.c.direction.label("direction"),
             )
-            .where(*_fan_rows(c, ignored), c.at >= ctx.since_us - window_us, c.at < read_until)
+            .select_from(
+                dense.join(
+                    c.table,
+                    and_(
+                        c.account_id == dense.c.account_id,
+                        c.at >= read[0],
+                        c.at < read[1],
+                    ),
+                )
+            )
+            .where(_row_filter(ctx, *_fan_rows(c, ignored), _direction(c) == dense.c.direction))
             .cte("fan_rows")
         )
         windows = (
