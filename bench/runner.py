@@ -29,6 +29,7 @@ SECTIONS = [
     "export",
     "scaling",
     "mapping",
+    "rules",
 ]
 DB_SECTIONS = {"fraud", "chunks", "reports", "export", "scaling"}
 """Run by bench.db_bench.run_database_sections (scaling: for its PostgreSQL data set)."""
@@ -176,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
                 results,
                 "mapping",
                 run_mapping,
+                results,
+                url,
+                tmp,
+                args.reps,
+                not args.no_postgres,
+                meta,
+            )
+        if "rules" in args.sections:
+            from bench.fraud_bench import run_rules_section
+
+            _guard(
+                results,
+                "rules",
+                run_rules_section,
                 results,
                 url,
                 tmp,
