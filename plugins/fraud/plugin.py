@@ -40,7 +40,7 @@ EXPIRES_SECONDS = 14 * 60  # a run still queued when the next one is due is drop
 
 @hookimpl
 def register_hookspecs(pm: Any) -> None:
-    """Add the hooks fraud owns: register_fraud_rules, on_fraud_alert."""
+    """Add the hooks fraud owns: register_fraud_rules, on_fraud_alert, on_fraud_case_opened."""
     pm.add_hookspecs(hookspecs)
 
 
@@ -100,7 +100,8 @@ def configure_app(app: Any, settings: Any) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    """`banktasks alerts list|show|investigate|resolve`."""
+    """`banktasks alerts …`, `banktasks cases …` and `banktasks fraud backtest|plant|evaluate|
+    suppress|unsuppress|suppressions|audit`."""
     add_commands(cli)
 
 
