@@ -100,7 +100,7 @@ def show_case_command(case_id: int, as_json: bool) -> None:
     click.echo(f"opened {case['opened_at']}  closed {case['closed_at'] or '-'}")
     if case["resolution"]:
         click.echo(f"resolution {case['resolution']}: {case['note'] or '(no note)'}")
-    click.echo(f"alerts ({case['alerts']}):")
+    click.echo(f"alerts ({len(case['alerts'])}):")
     for a in case["alerts"]:
         click.echo(
             f"  #{a['id']:<6} {a['created_at'][:19]}  {a['rule']:20} {a['severity']:8} "
@@ -108,7 +108,8 @@ def show_case_command(case_id: int, as_json: bool) -> None:
         )
     click.echo("audit:")
     for row in case["audit"]:
-        click.echo(f"  {row['at'][:19]}  {row['actor']:14} {row['action']:16} {row['details']}")
+        details = json.dumps(row["details"], sort_keys=True, default=str)
+        click.echo(f"  {row['at'][:19]}  {row['actor']:14} {row['action']:16} {details}")
 
 
 @cases_group.command("assign")

@@ -72,7 +72,8 @@ def add_commands(cli: click.Group) -> None:
 
     @cli.group("fraud")
     def fraud_group() -> None:
-        """Try rules on history and measure them against planted patterns."""
+        """Back-test rules on history, plant patterns and measure the rules against them,
+        snooze known false positives, read the audit trail."""
 
     fraud_group.add_command(backtest_command)
     fraud_group.add_command(plant_command)

@@ -260,7 +260,9 @@ def test_cases_commands(sqlite_app, banktasks):
     assert number not in json.dumps(shown)
     assert shown["alerts"][0]["account"] == f"****{number[-4:]}"
     assert [r["action"] for r in shown["audit"]] == ["case.opened"]
-    assert "case.opened" in banktasks("cases", "show", str(case.id)).output
+    text = banktasks("cases", "show", str(case.id)).output
+    assert "alerts (1):" in text and number not in text
+    assert f'case.opened      {{"alert_id": {shown["alerts"][0]["id"]}, ' in text
 
     out = banktasks("cases", "assign", str(case.id), "--to", "bob", "--by", "ann")
     assert out.exit_code == 0 and "investigating, assigned to bob" in out.output
