@@ -23,6 +23,15 @@ it names overlap the instance's: its `transaction_id`, or the ids in its evidenc
 
 A second finding matching an instance already matched (a burst found in both
 directions, say) is neither a TP nor an FP: it is counted as `duplicates`.
+
+The seed's own patterns. Entries with `"source": "db seed"` (the truth's `db_seed`
+section, from `fraud plant --seed-summary`) are instances and near-misses like the
+others, but on the background's accounts, which carry everyday traffic too: a finding
+is on one of them only when the transactions it names overlap the entry's (on a
+pattern planted by `fraud plant`, on accounts of its own, being on one of its accounts
+is enough). An entry without transaction ids is matched on its accounts alone.
+Without a `db_seed` section, the background still holds the seed's patterns, and the
+table says so under it.
 """
 
 from __future__ import annotations
@@ -39,13 +48,16 @@ import click
 
 from core import BanktasksError, current
 from plugins.fraud.backtest import run_backtest
-from plugins.fraud.planting import PlantedTruth, default_truth_path, load_truth
+from plugins.fraud.planting import DB_SEED, PlantedTruth, default_truth_path, load_truth
 from plugins.fraud.rules import collect_rules
 
 EVIDENCE_ID_LISTS = ("transaction_ids", "outbound_ids")
 EVIDENCE_IDS = ("inbound_id", "first_transaction_id")
 LISTED = 20
 """At most this many missed instances and false positives listed per rule."""
+NO_SEED_SECTION = (
+    "background includes db seed's own planted patterns: pass --seed-summary to `fraud plant`"
+)
 
 
 class EvaluationError(BanktasksError):
@@ -120,13 +132,16 @@ class Evaluation:
     until: str
     background: dict[str, int]
     rules: list[RuleQuality]
+    db_seed: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe (`banktasks fraud evaluate --json`)."""
+        """JSON-safe (`banktasks fraud evaluate --json`); `db_seed`: the truth's section on
+        the seed's own patterns (None: they are counted as background)."""
         return {
             "since": self.since,
             "until": self.until,
             "background": self.background,
+            "db_seed": self.db_seed,
             "rules": [r.as_dict(self.background) for r in self.rules],
         }
 
@@ -151,6 +166,8 @@ class Evaluation:
             f"window {self.since} .. {self.until}; background: {b.get('accounts', 0)} accounts, "
             f"{b.get('transactions', 0)} transactions"
         )
+        if self.db_seed is None:
+            lines.append(NO_SEED_SECTION)
         return "\n".join(lines)
 
 
@@ -170,21 +187,30 @@ def _ids(row: dict[str, Any]) -> set[int]:
     return ids
 
 
-@dataclass
+@dataclass(eq=False)  # one per entry: compared by identity
 class _Pattern:
     entry: dict[str, Any]
     accounts: set[int]
     ids: set[int]
 
+    @property
+    def seeded(self) -> bool:
+        """Planted by `db seed`, on accounts with other traffic."""
+        return self.entry.get("source") == DB_SEED
+
     def matches(self, row: dict[str, Any], ids: set[int]) -> bool:
+        """The finding `row` (naming `ids`) is this instance: on its accounts or customer,
+        naming one of its transactions (any, when it lists none)."""
         on_it = row["account_id"] in self.accounts or (
             (row.get("evidence") or {}).get("user_id") == self.entry["user_id"]
         )
-        return on_it and bool(ids & self.ids)
+        return on_it and (not self.ids or bool(ids & self.ids))
 
     def brief(self) -> dict[str, Any]:
         keys = ("id", "rule", "variant", "user_id", "account_ids", "window")
-        return {key: self.entry[key] for key in keys}
+        return {key: self.entry.get(key) for key in keys} | {
+            "source": self.entry.get("source", "planted")
+        }
 
 
 def _patterns(entries: Iterable[dict[str, Any]]) -> list[_Pattern]:
@@ -197,6 +223,31 @@ def _by_account(patterns: list[_Pattern]) -> dict[int, list[_Pattern]]:
         for account in pattern.accounts:
             index[account].append(pattern)
     return index
+
+
+@dataclass
+class _Touching:
+    """Which patterns a finding is on: a pattern planted here when the finding is on one
+    of its accounts, one of db seed's when it names one of its transactions."""
+
+    by_account: dict[int, list[_Pattern]]
+    by_transaction: dict[int, list[_Pattern]]
+
+    @classmethod
+    def of(cls, patterns: list[_Pattern]) -> _Touching:
+        by_transaction: dict[int, list[_Pattern]] = defaultdict(list)
+        for pattern in patterns:
+            if pattern.seeded and pattern.ids:
+                for tid in pattern.ids:
+                    by_transaction[tid].append(pattern)
+        on_accounts = [p for p in patterns if not (p.seeded and p.ids)]
+        return cls(_by_account(on_accounts), by_transaction)
+
+    def __call__(self, row: dict[str, Any], ids: set[int]) -> list[_Pattern]:
+        found = list(self.by_account.get(row["account_id"], []))
+        for tid in sorted(ids):
+            found += [p for p in self.by_transaction.get(tid, []) if p not in found]
+        return found
 
 
 def _as_truth(truth: PlantedTruth | dict[str, Any] | str | Path | None) -> PlantedTruth:
@@ -223,8 +274,8 @@ def _score(
     quality: RuleQuality,
     rows: list[dict[str, Any]],
     own: list[_Pattern],
-    own_near: dict[int, list[_Pattern]],
-    planted_accounts: dict[int, list[_Pattern]],
+    own_near: _Touching,
+    planted: _Touching,
 ) -> None:
     """Match one rule's findings (alert rows) with its planted instances."""
     by_account = _by_account(own)
@@ -245,8 +296,8 @@ def _score(
                 quality.duplicates += 1
             continue
         quality.fp += 1
-        near = own_near.get(row["account_id"], [])
-        other = planted_accounts.get(row["account_id"], [])
+        near = own_near(row, ids)
+        other = planted(row, ids)
         where = "near_miss" if near else "planted" if other else "background"
         if near:
             quality.near_miss_hits += 1
@@ -290,17 +341,21 @@ def evaluate(
     report = run_backtest(names, start, end, compare=False)
     instances = _patterns(planted.instances)
     near_misses = _patterns(planted.near_misses)
-    every = _by_account(instances + near_misses)
+    every = _Touching.of(instances + near_misses)
     results = []
     for result in report.rules:
         own = [p for p in instances if p.entry["rule"] == result.name]
-        own_near = _by_account([p for p in near_misses if p.entry["rule"] == result.name])
+        own_near = _Touching.of([p for p in near_misses if p.entry["rule"] == result.name])
         quality = RuleQuality(result.name, planted=len(own), found=len(result.rows))
         quality.seconds = result.seconds
         _score(quality, result.rows, own, own_near, every)
         results.append(quality)
     return Evaluation(
-        report.since.isoformat(), report.until.isoformat(), planted.background, results
+        report.since.isoformat(),
+        report.until.isoformat(),
+        planted.background,
+        results,
+        planted.db_seed,
     )
 
 

@@ -20,6 +20,19 @@ the rule, the user, the accounts, the transactions and the window of the pattern
 is written as JSON (`var/planted-typologies.json` by default): data to regenerate,
 never to commit.
 
+The seed's own patterns. `db seed` plants some fraud of its own into its background
+(transfers above $10,000, payments just under it, structuring accounts, velocity
+bursts: its `SeedSummary`, printed by `banktasks db seed --json`). Given that summary
+(`seed_summary`, `--seed-summary`), the truth names them too, each entry marked
+`"source": "db seed"` (the patterns planted here: `"source": "planted"`): every large
+transaction an instance of `large_transaction`, every structuring account one of
+`structuring` (its deposits in the structuring band), every velocity account one of
+`velocity` (its transactions in its densest hour), and every near-threshold payment a
+near-miss of `large_transaction`. Their accounts, customers and transaction ids are
+read from the database in one set-based query per kind; every entry has transaction
+ids. Without the summary, the truth has no `db_seed` section and the evaluation says
+that its background still holds those patterns.
+
 banktasks never writes a bank's own tables: with DATA_MAPPING set, planting is refused.
 """
 
@@ -28,12 +41,13 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -53,6 +67,11 @@ DAY_US = 24 * HOUR_US
 TRUTH_FILE = "planted-typologies.json"
 """The truth's file name in BANKTASKS_VAR_DIR (`--truth` chooses another path)."""
 TRUTH_VERSION = 1
+PLANTED = "planted"
+DB_SEED = "db seed"
+"""An entry's `source`: planted by `plant_typologies`, or by `db seed` (its summary)."""
+SEED_LISTS = ("large_transactions", "near_threshold", "structuring_accounts", "velocity_accounts")
+"""The SeedSummary lists the truth takes (transaction ids, then account ids)."""
 PLANTED_RULES = (
     "amount_deviation",
     "cash_threshold",
@@ -100,9 +119,11 @@ class PlantingError(BanktasksError):
 class PlantedTruth:
     """What was planted: the window, the background, the instances and the near-misses.
 
-    `instances` and `near_misses` are dicts: `id`, `rule`, `variant`, `user_id`,
-    `account_ids`, `transaction_ids` and `window` (`from`, `until`: ISO 8601, the first
-    row's moment and just after the last row's).
+    `instances` and `near_misses` are dicts: `id`, `rule`, `variant`, `source`
+    (`planted` or `db seed`), `user_id`, `account_ids`, `transaction_ids` and `window`
+    (`from`, `until`: ISO 8601, the first row's moment and just after the last row's).
+    `db_seed` is None unless the seed's summary was given: then its window and, per rule,
+    how many of the instances and near-misses are the seed's.
     """
 
     seed: int
@@ -114,6 +135,7 @@ class PlantedTruth:
     near_misses: list[dict[str, Any]] = field(default_factory=list)
     planted: dict[str, int] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
+    db_seed: dict[str, Any] | None = None
     version: int = TRUTH_VERSION
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,14 +143,9 @@ class PlantedTruth:
         return asdict(self)
 
     def summary(self) -> dict[str, Any]:
-        """Counts only: per rule the instances and near-misses, and the rows written."""
-        per_rule = {
-            rule: {
-                "instances": sum(1 for i in self.instances if i["rule"] == rule),
-                "near_misses": sum(1 for n in self.near_misses if n["rule"] == rule),
-            }
-            for rule in sorted({i["rule"] for i in self.instances + self.near_misses})
-        }
+        """Counts only: per rule the instances and near-misses planted here, the rows
+        written, and (`db_seed`) those the seed's summary added."""
+        per_rule = _counts(self.instances, self.near_misses, PLANTED)
         return {
             "since": self.since,
             "until": self.until,
@@ -137,6 +154,7 @@ class PlantedTruth:
             "background": self.background,
             "planted": self.planted,
             "rules": per_rule,
+            "db_seed": self.db_seed,
         }
 
     @classmethod
@@ -144,6 +162,19 @@ class PlantedTruth:
         """The truth read back from its JSON."""
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _counts(
+    instances: list[dict[str, Any]], near_misses: list[dict[str, Any]], source: str
+) -> dict[str, dict[str, int]]:
+    """Per rule, the instances and near-misses of one `source`."""
+    counts: dict[str, dict[str, int]] = {}
+    for key, entries in (("instances", instances), ("near_misses", near_misses)):
+        for entry in entries:
+            if entry.get("source", PLANTED) == source:
+                per_rule = counts.setdefault(entry["rule"], {"instances": 0, "near_misses": 0})
+                per_rule[key] += 1
+    return dict(sorted(counts.items()))
 
 
 def default_truth_path() -> Path:
@@ -686,6 +717,162 @@ def _store(session: Session, planter: _Planter) -> tuple[list[int], list[int], l
     return user_ids, account_ids, [by_row[id(r)] for p in planter.patterns for r in p.rows]
 
 
+def _seed_lists(summary: dict[str, Any]) -> dict[str, list[int]]:
+    """The summary's id lists, checked: PlantingError when one is missing or not ids."""
+    lists: dict[str, list[int]] = {}
+    for key in SEED_LISTS:
+        value = summary.get(key)
+        if not isinstance(value, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in value
+        ):
+            shown = "missing" if value is None else f"{type(value).__name__} {str(value)[:40]}"
+            raise PlantingError(
+                f"the seed summary's {key!r} is {shown}, not a list of ids: give the "
+                "summary `banktasks db seed --json` printed (the full one, with ids)"
+            )
+        lists[key] = sorted(set(value))
+    return lists
+
+
+def _seed_rows(
+    session: Session, s: FraudSettings, lists: dict[str, list[int]], since_us: int, until_us: int
+) -> dict[str, dict[int, list[tuple[int, int, int]]]]:
+    """The seed's patterns' rows, one query per kind: per kind, per transaction id (the
+    large and near-threshold ones) or per account (structuring, velocity), the rows
+    `(transaction id, account id, epoch µs)`."""
+    tx = Transaction.__table__
+    at = type_coerce(tx.c.created_at, BigInteger)
+    cents = type_coerce(tx.c.amount_minor, BigInteger)
+    in_window = (at >= since_us, at < until_us)
+    columns = (tx.c.id, tx.c.account_id, at.label("at"))
+    found: dict[str, dict[int, list[tuple[int, int, int]]]] = {}
+    by_id = select(*columns).where(
+        tx.c.id.in_(lists["large_transactions"] + lists["near_threshold"])
+    )
+    rows = {row[0]: (row[0], row[1], row[2]) for row in session.execute(by_id)}
+    for key in ("large_transactions", "near_threshold"):
+        found[key] = {tid: [rows[tid]] for tid in lists[key] if tid in rows}
+    line = to_minor(s.large_amount)
+    low = math.ceil(Decimal(line) * s.structuring_band_low)
+    band = select(*columns).where(
+        tx.c.account_id.in_(lists["structuring_accounts"]),
+        tx.c.kind == "deposit",
+        cents >= low,
+        cents < line,
+        *in_window,
+    )
+    # Velocity: per account, the hour holding most of its rows (the earliest such hour).
+    mine = (
+        select(*columns)
+        .where(tx.c.account_id.in_(lists["velocity_accounts"]), *in_window)
+        .subquery("velocity_rows")
+    )
+    later = mine.alias("velocity_later")
+    per_start = (
+        select(
+            mine.c.account_id,
+            mine.c.at.label("start"),
+            func.row_number()
+            .over(
+                partition_by=mine.c.account_id,
+                order_by=(func.count(later.c.id).desc(), mine.c.at),
+            )
+            .label("rank"),
+        )
+        .join(
+            later,
+            (later.c.account_id == mine.c.account_id)
+            & (later.c.at >= mine.c.at)
+            & (later.c.at < mine.c.at + HOUR_US),
+        )
+        .group_by(mine.c.account_id, mine.c.id, mine.c.at)
+        .subquery("velocity_starts")
+    )
+    densest = select(mine.c.id, mine.c.account_id, mine.c.at).join(
+        per_start,
+        (per_start.c.account_id == mine.c.account_id)
+        & (per_start.c.rank == 1)
+        & (mine.c.at >= per_start.c.start)
+        & (mine.c.at < per_start.c.start + HOUR_US),
+    )
+    for key, query in (("structuring_accounts", band), ("velocity_accounts", densest)):
+        grouped: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for tid, account, moment in session.execute(query):
+            grouped[account].append((tid, account, moment))
+        found[key] = {a: sorted(grouped.get(a, []), key=lambda r: (r[2], r[0])) for a in lists[key]}
+    return found
+
+
+def _seed_entries(
+    session: Session,
+    s: FraudSettings,
+    summary: dict[str, Any],
+    since_us: int,
+    until_us: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The truth's entries for the patterns `db seed` planted (its `summary`): instances,
+    near-misses and the `db_seed` section. PlantingError when the summary is not one of
+    this database's (ids it does not hold)."""
+    lists = _seed_lists(summary)
+    found = _seed_rows(session, s, lists, since_us, until_us)
+    accounts = sorted(set(lists["structuring_accounts"]) | set(lists["velocity_accounts"]))
+    accounts += sorted(
+        {
+            r[1]
+            for key in ("large_transactions", "near_threshold")
+            for rows in found[key].values()
+            for r in rows
+        }
+    )
+    query = select(Account.id, Account.user_id).where(Account.id.in_(accounts))
+    owners = {account: user for account, user in session.execute(query)}
+    missing = [
+        tid
+        for key in ("large_transactions", "near_threshold")
+        for tid in lists[key]
+        if tid not in found[key]
+    ]
+    missing_accounts = [a for a in accounts if a not in owners]
+    if missing or missing_accounts:
+        what = f"transactions {missing[:5]}" if missing else f"accounts {missing_accounts[:5]}"
+        raise PlantingError(
+            f"the seed summary names {what}, which this database does not hold: give the "
+            "summary of the `banktasks db seed` that filled this database (its --json output)"
+        )
+    kinds = (
+        ("large_transactions", "large_transaction", "above", False),
+        ("structuring_accounts", "structuring", "split_deposits", False),
+        ("velocity_accounts", "velocity", "burst", False),
+        ("near_threshold", "large_transaction", "near_threshold", True),
+    )
+    instances: list[dict[str, Any]] = []
+    near_misses: list[dict[str, Any]] = []
+    for key, rule, variant, near in kinds:
+        for number, (ident, rows) in enumerate(found[key].items(), start=1):
+            account_ids = [ident] if key.endswith("_accounts") else [rows[0][1]]
+            moments = [r[2] for r in rows]
+            entry = {
+                "id": f"{rule}-seed-{variant}-{number}",
+                "rule": rule,
+                "variant": variant,
+                "source": DB_SEED,
+                "user_id": owners[account_ids[0]],
+                "account_ids": account_ids,
+                "transaction_ids": [r[0] for r in rows],
+                "window": {
+                    "from": from_micros(min(moments)).isoformat() if moments else None,
+                    "until": from_micros(max(moments) + 1).isoformat() if moments else None,
+                },
+            }
+            (near_misses if near else instances).append(entry)
+    section = {
+        "since": summary.get("since"),
+        "until": summary.get("until"),
+        "rules": _counts(instances, near_misses, DB_SEED),
+    }
+    return instances, near_misses, section
+
+
 def plant_typologies(
     db: Database | Session,
     per_typology: int,
@@ -693,6 +880,7 @@ def plant_typologies(
     now: datetime | None = None,
     days: int = 30,
     settings: FraudSettings | None = None,
+    seed_summary: dict[str, Any] | None = None,
 ) -> PlantedTruth:
     """Plant `per_typology` instances of every rule in PLANTED_RULES, and near-misses, into
     a seeded database; return the truth (not written: see `write_truth`).
@@ -700,15 +888,20 @@ def plant_typologies(
     `db` is a `core.db.Database` (one transaction) or a Session (the caller commits).
     The seed window is `[now - days, now)`, or without `now` the span of the
     transactions already there. `settings` are the fraud settings the patterns are
-    built for (default: the current app's, else the defaults). Refuses (PlantingError)
-    with DATA_MAPPING set, or when the database holds no users.
+    built for (default: the current app's, else the defaults). `seed_summary`: the
+    full SeedSummary of the `db seed` that filled the database (`banktasks db seed
+    --json`, as a dict): its own large transactions, structuring and velocity accounts
+    join the truth as instances, its near-threshold payments as near-misses (`"source":
+    "db seed"`); the rows planted are the same with or without it. Refuses
+    (PlantingError) with DATA_MAPPING set, when the database holds no users, or when the
+    summary is not one of this database's.
     """
     if per_typology < 1:
         raise PlantingError(f"per_typology={per_typology}: plant at least one of each")
     _refuse_mapped()
     if isinstance(db, Database):
         with db.session() as session:
-            return plant_typologies(session, per_typology, seed, now, days, settings)
+            return plant_typologies(session, per_typology, seed, now, days, settings, seed_summary)
     session = db
     background = _background(session)
     if not background["users"]:
@@ -718,6 +911,9 @@ def plant_typologies(
         )
     since_us, until_us = _window(background, now, days)
     s = _fraud_settings(settings)
+    seeded: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]] | None = None
+    if seed_summary is not None:  # read before planting: the seed's rows only
+        seeded = _seed_entries(session, s, seed_summary, since_us, until_us)
     planter = _Planter(random.Random(seed), s, since_us, until_us)
     _draw(planter, per_typology)
     user_ids, account_ids, tx_ids = _store(session, planter)
@@ -748,6 +944,7 @@ def plant_typologies(
             "id": f"{pattern.rule}-{number}",
             "rule": pattern.rule,
             "variant": pattern.variant,
+            "source": PLANTED,
             "user_id": user_ids[pattern.user],
             "account_ids": [account_ids[a] for a in pattern.accounts],
             "transaction_ids": [next(ids) for _ in rows],
@@ -757,10 +954,37 @@ def plant_typologies(
             },
         }
         (truth.near_misses if pattern.near_miss else truth.instances).append(entry)
+    if seeded is not None:
+        truth.instances.extend(seeded[0])
+        truth.near_misses.extend(seeded[1])
+        truth.db_seed = seeded[2]
     return truth
 
 
 # -- the command ------------------------------------------------------------------------------
+
+
+class _UsageFailure(click.ClickException):
+    exit_code = 2
+
+
+def read_seed_summary(stream: IO[str]) -> dict[str, Any]:
+    """The SeedSummary JSON `banktasks db seed --json` printed, read from `stream`: the
+    whole text, else its last line that is a JSON object (lines logged before it do no
+    harm). A usage error (exit status 2) naming the source when there is none."""
+    text = stream.read()
+    for candidate in (text, *reversed(text.splitlines())):
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    name = getattr(stream, "name", "<stdin>")
+    raise _UsageFailure(
+        f"--seed-summary {name}: no JSON object in it; give what `banktasks db seed "
+        "--json` printed (e.g. `banktasks db seed --json > seed.json`)"
+    )
 
 
 @click.command("plant")
@@ -785,14 +1009,30 @@ def plant_typologies(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the truth (default: <BANKTASKS_VAR_DIR>/planted-typologies.json).",
 )
+@click.option(
+    "--seed-summary",
+    "seed_summary_file",
+    type=click.File("r"),
+    help="The summary `banktasks db seed --json` printed for this database (a file, or - "
+    "for stdin): the seed's own large transactions, structuring and velocity accounts "
+    "join the truth as instances, its near-threshold payments as near-misses.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def plant_command(
-    per_typology: int, seed_value: int, days: int, truth_path: Path | None, as_json: bool
+    per_typology: int,
+    seed_value: int,
+    days: int,
+    truth_path: Path | None,
+    seed_summary_file: IO[str] | None,
+    as_json: bool,
 ) -> None:
     """Plant instances and near-misses of every fraud rule into seeded data (`db seed`)."""
+    summary_in = None if seed_summary_file is None else read_seed_summary(seed_summary_file)
     runtime = current()
     try:
-        truth = plant_typologies(runtime.db, per_typology, seed=seed_value, days=days)
+        truth = plant_typologies(
+            runtime.db, per_typology, seed=seed_value, days=days, seed_summary=summary_in
+        )
     except BanktasksError as exc:
         raise click.ClickException(str(exc)) from None
     path = write_truth(truth, truth_path)
@@ -801,8 +1041,10 @@ def plant_command(
         click.echo(json.dumps(summary, indent=2))
         return
     planted = truth.planted
+    own = summary["rules"].values()
+    instances, near_misses = (sum(c[key] for c in own) for key in ("instances", "near_misses"))
     click.echo(
-        f"planted {len(truth.instances)} instances and {len(truth.near_misses)} near-misses "
+        f"planted {instances} instances and {near_misses} near-misses "
         f"({planted['users']} users, {planted['accounts']} accounts, "
         f"{planted['transactions']} transactions) in {truth.since} .. {truth.until}"
     )
@@ -810,4 +1052,11 @@ def plant_command(
         click.echo(
             f"  {rule:21} {counts['instances']:>4} instances {counts['near_misses']:>4} near-misses"
         )
+    if truth.db_seed is not None:
+        click.echo("and from the seed's summary (db seed's own patterns):")
+        for rule, counts in truth.db_seed["rules"].items():
+            click.echo(
+                f"  {rule:21} {counts['instances']:>4} instances "
+                f"{counts['near_misses']:>4} near-misses"
+            )
     click.echo(f"truth: {path}  (then: banktasks fraud evaluate)")
