@@ -36,6 +36,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     func,
     literal,
     literal_column,
@@ -203,33 +204,47 @@ def in_account_order(ctx: RuleContext, account_id: Any) -> list[ColumnElement[bo
     return [account_id.in_(select(ctx.tables.accounts.c.id))]
 
 
+DENSE_INLINE = 10_000
+"""Up to this many accounts `_dense_accounts` are written into the next statement as an
+IN list of integers (the planners then probe each account's rows through the index);
+more, and it is a sub-select."""
+
+
 def _dense_accounts(
     ctx: RuleContext, label: str, window_us: int, span: tuple[int, int], min_rows: int
-) -> CTE:
+) -> Any:
     """Accounts with at least `min_rows` rows of `span` within less than `window_us` of
-    each other: the only ones where a window can hold that many.
+    each other: the only ones where a window can hold that many; a condition on
+    `account_id` that keeps their rows.
 
-    One ordered pass (LEAD of the `min_rows - 1`-th next row, through the index on
-    SQLite, see `in_account_order`) in place of a RANGE frame over every row: the
-    exact windows are then counted for these accounts' rows only. A row whose window
-    holds `min_rows` rows also has them among itself and the rows after it, when
-    counted from the first row of its instant, so no hot window is missed.
+    One ordered pass (LEAD of the `min_rows - 1`-th next row, through the
+    `(account_id, created_at)` index, see `in_account_order`) in place of a RANGE frame
+    over every row: the exact windows are then counted for these accounts' rows only. A
+    row whose window holds `min_rows` rows also has them among itself and the rows after
+    it, when counted from the first row of its instant, so no hot window is missed. (Rows
+    of one instant are in any order: LEAD gives each position the same value whatever
+    the order of equal times, so no `id` is needed and PostgreSQL reads the index only.)
     """
     c = _columns(ctx)
+    account = c.tx.c.account_id
     nth = func.lead(c.at, literal_column(str(int(min_rows) - 1))).over(
-        partition_by=c.tx.c.account_id, order_by=(c.at, c.tx.c.id)
+        partition_by=account, order_by=c.at
     )
     ahead = (
-        select(c.tx.c.account_id, c.at.label("at"), nth.label("nth_at"))
-        .where(c.at >= span[0], c.at < span[1], *in_account_order(ctx, c.tx.c.account_id))
+        select(account.label("account_id"), c.at.label("at"), nth.label("nth_at"))
+        .where(c.at >= span[0], c.at < span[1], *in_account_order(ctx, account))
         .subquery(f"{label}_ahead")
     )
-    return (
+    dense = (
         select(ahead.c.account_id)
         .where(ahead.c.nth_at < ahead.c.at + window_us)
         .distinct()
-        .cte(f"{label}_dense")
+        .limit(DENSE_INLINE + 1)
     )
+    ids = [int(i) for i in ctx.session.scalars(dense)]
+    if len(ids) > DENSE_INLINE:
+        return account.in_(dense.limit(None).scalar_subquery())
+    return account.in_(bindparam(f"{label}_dense", ids, expanding=True, literal_execute=True))
 
 
 def _bursts(
@@ -254,8 +269,7 @@ def _bursts(
     span_read = (ctx.since_us - window_us, read_until)
     only: list[ColumnElement[bool]] = []
     if min_rows is not None and not extra:
-        dense = _dense_accounts(ctx, label, window_us, span_read, min_rows)
-        only = [c.tx.c.account_id.in_(select(dense.c.account_id))]
+        only = [_dense_accounts(ctx, label, window_us, span_read, min_rows)]
     rows = (
         select(c.tx.c.id, c.tx.c.account_id, c.at.label("at"), c.cents.label("cents"))
         .where(c.at >= span_read[0], c.at < span_read[1], *extra, *only)
