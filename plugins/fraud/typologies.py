@@ -849,13 +849,15 @@ class DormantReactivation:
             .exists()
         )
         quiet = case((rows.c.lag.is_(None), ~recent), else_=rows.c.at - rows.c.lag >= gap_us)
-        last_before = (  # MAX of an expression: never a walk down the whole created_at index
-            select(func.max(q.at + 0))
+        last_before = (  # the latest one, read backwards through (account_id, created_at)
+            select(q.at)
             .where(
                 q.account_id == rows.c.account_id,
                 q.at <= rows.c.at - gap_us,
                 _row_filter(ctx, *active(q)),
             )
+            .order_by(q.at.desc())
+            .limit(1)
             .scalar_subquery()
         )
         firsts = (
@@ -867,6 +869,10 @@ class DormantReactivation:
             )
             .where(quiet)
             .cte("dr_firsts")
+            # each first's look-ups once (PostgreSQL would inline them into every row of
+            # its activity days, and the cost it then expects switches on a JIT
+            # compilation that takes longer than the query)
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         segments = (
             select(
