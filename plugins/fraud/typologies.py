@@ -236,26 +236,45 @@ class CashThreshold:
         read_until = ctx.lookahead_until_us(max(day_end - ctx.until_us, 0))
         segments = offset_segments(zone, read_from, max(read_until, read_from + 1))
 
-        c = _tx(ctx)
+        c, k = _tx(ctx, "ctr_tx"), _tx(ctx, "ctr_any")
         accounts = ctx.tables.accounts
+        owner, holder = accounts.alias("ctr_owner"), accounts.alias("ctr_holder")
+
+        def cash_rows(x: _Tx) -> list[Any]:
+            return [
+                x.channel == TransactionChannel.cash.value,
+                x.kind.in_((DEPOSIT, WITHDRAWAL)),
+                x.status == COMPLETED,
+            ]
+
+        # A day can cross the line only if all its cash does (amounts are positive, the
+        # CASE keeps that true of any): one aggregate over the cash rows finds those
+        # (customer, day)s, and the running totals are worked out for their rows only.
+        over = (
+            select(owner.c.user_id.label("user_id"), _local_day(k.at, segments).label("day"))
+            .select_from(k.table.join(owner, owner.c.id == k.account_id))
+            .where(*cash_rows(k), k.at >= read_from, k.at < read_until)
+            .group_by(owner.c.user_id, _local_day(k.at, segments))
+            .having(func.sum(case((k.cents > 0, k.cents), else_=0)) > line)
+            .cte("ctr_over")
+        )
         cash = (
             select(
                 c.id.label("id"),
                 c.account_id.label("account_id"),
-                accounts.c.user_id.label("user_id"),
+                holder.c.user_id.label("user_id"),
                 c.at.label("at"),
                 c.cents.label("cents"),
                 c.kind.label("kind"),
-                _local_day(c.at, segments).label("day"),
+                over.c.day.label("day"),
             )
-            .select_from(c.table.join(accounts, accounts.c.id == c.account_id))
-            .where(
-                c.channel == TransactionChannel.cash.value,
-                c.kind.in_((DEPOSIT, WITHDRAWAL)),
-                c.status == COMPLETED,
-                c.at >= read_from,
-                c.at < read_until,
+            .select_from(
+                over.join(holder, holder.c.user_id == over.c.user_id).join(
+                    c.table,
+                    and_(c.account_id == holder.c.id, c.at >= read_from, c.at < read_until),
+                )
             )
+            .where(_row_filter(ctx, *cash_rows(c)), _local_day(c.at, segments) == over.c.day)
             .cte("ctr_cash")
         )
         group = (cash.c.user_id, cash.c.day)
