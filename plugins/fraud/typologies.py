@@ -61,7 +61,7 @@ from sqlalchemy import (
 from core.db import from_micros, from_minor, to_micros, to_minor
 from core.models import TransactionChannel, TransactionKind, TransactionStatus
 from plugins.fraud.api import Finding, RuleContext
-from plugins.fraud.builtin import EVIDENCE_IDS, HOUR_US
+from plugins.fraud.builtin import EVIDENCE_IDS, HOUR_US, scan_conditions
 
 DAY_US = 24 * HOUR_US
 COMPLETED = TransactionStatus.completed.value
@@ -535,11 +535,12 @@ class FanInOut:
                 a.account_id.label("account_id"),
                 _direction(a).label("direction"),
                 a.at.label("at"),
-                nth.over(partition_by=(a.account_id, _direction(a)), order_by=(a.at, a.id)).label(
-                    "nth_at"
-                ),
+                # direction first: on SQLite no index serves the order (see scan_conditions);
+                # no id: LEAD gives each position the same time whatever the order of
+                # equal times
+                nth.over(partition_by=(_direction(a), a.account_id), order_by=a.at).label("nth_at"),
             )
-            .where(*_fan_rows(a, ignored), a.at >= read[0], a.at < read[1])
+            .where(*scan_conditions(ctx, a.at, read, *_fan_rows(a, ignored)))
             .subquery("fan_ahead")
         )
         dense = (
