@@ -89,7 +89,7 @@ class LargeTransaction:
         limit = ctx.fraud_settings.large_amount
         c = _columns(ctx)
         query = select(c.tx.c.id, c.tx.c.account_id, c.cents, c.at, c.tx.c.kind).where(
-            c.at >= ctx.since_us, c.at < ctx.until_us, c.cents > to_minor(limit)
+            *scan_conditions(ctx, c.at, (ctx.since_us, ctx.until_us), c.cents > to_minor(limit))
         )
         for tid, account_id, cents, at, kind in ctx.session.execute(query):
             amount = from_minor(cents)
@@ -198,6 +198,20 @@ SCAN_SHARE = 0.5
 read by scanning the table (`scan_conditions`)."""
 
 
+def scans_table(ctx: RuleContext, span: tuple[int, int]) -> bool:
+    """True on SQLite when `[span[0], span[1])` covers at least SCAN_SHARE of the time
+    between the first and the last transaction (two index seeks tell): see
+    `scan_conditions`."""
+    if ctx.session.get_bind().dialect.name != "sqlite":
+        return False
+    c = _columns(ctx)
+    first = ctx.session.execute(select(func.min(c.at))).scalar()  # one index seek each
+    last = ctx.session.execute(select(func.max(c.at))).scalar()
+    if first is None or last is None:
+        return False
+    return min(span[1], last + 1) - max(span[0], first) >= SCAN_SHARE * (last + 1 - first)
+
+
 def scan_conditions(
     ctx: RuleContext, at: Any, span: tuple[int, int], *conditions: Any
 ) -> list[ColumnElement[bool]]:
@@ -207,20 +221,14 @@ def scan_conditions(
 
     SQLite has no statistics (nothing runs ANALYZE): it reads a range through an index
     on `(status, created_at)` or `(created_at)` whatever its size, one look-up in the
-    table per row. When the range covers at least SCAN_SHARE of the time between the
-    first and the last transaction (two index seeks tell), reading the table straight
-    through is cheaper, so the conditions are then wrapped in a CASE no index serves.
+    table per row. When the range covers most of the data (`scans_table`), reading the
+    table straight through is cheaper, so the conditions are then wrapped in a CASE no
+    index serves. (A window over the rows read must then not be ordered by an indexed
+    column alone, or SQLite walks that index instead, one look-up per row again.)
     PostgreSQL plans from statistics and gets them as they are.
     """
     plain = [*conditions, at >= span[0], at < span[1]]
-    if ctx.session.get_bind().dialect.name != "sqlite":
-        return plain
-    c = _columns(ctx)
-    first = ctx.session.execute(select(func.min(c.at))).scalar()  # one index seek each
-    last = ctx.session.execute(select(func.max(c.at))).scalar()
-    if first is None or last is None:
-        return plain
-    if min(span[1], last + 1) - max(span[0], first) < SCAN_SHARE * (last + 1 - first):
+    if not scans_table(ctx, span):
         return plain
     return [case((and_(*plain), 1), else_=0) == 1]
 
@@ -303,9 +311,16 @@ def _bursts(
     only: list[ColumnElement[bool]] = []
     if min_rows is not None and not extra:
         only = [_dense_accounts(ctx, label, window_us, span_read, min_rows)]
+    account: Any = c.tx.c.account_id
+    if only:
+        where = [c.at >= span_read[0], c.at < span_read[1], *only]
+    else:
+        where = scan_conditions(ctx, c.at, span_read, *extra)
+        if scans_table(ctx, span_read):
+            account = account + 0  # the windows' order: a sort, not the account index
     rows = (
-        select(c.tx.c.id, c.tx.c.account_id, c.at.label("at"), c.cents.label("cents"))
-        .where(c.at >= span_read[0], c.at < span_read[1], *extra, *only)
+        select(c.tx.c.id, account.label("account_id"), c.at.label("at"), c.cents.label("cents"))
+        .where(*where)
         .cte(f"{label}_rows")
     )
     span = (ctx.since_us, ctx.until_us)

@@ -253,7 +253,7 @@ class CashThreshold:
         over = (
             select(owner.c.user_id.label("user_id"), _local_day(k.at, segments).label("day"))
             .select_from(k.table.join(owner, owner.c.id == k.account_id))
-            .where(*cash_rows(k), k.at >= read_from, k.at < read_until)
+            .where(*scan_conditions(ctx, k.at, (read_from, read_until), *cash_rows(k)))
             .group_by(owner.c.user_id, _local_day(k.at, segments))
             .having(func.sum(case((k.cents > 0, k.cents), else_=0)) > line)
             .cte("ctr_over")
@@ -407,10 +407,13 @@ class AmountDeviation:
                 )
             )
             .where(
-                t.status == COMPLETED,
-                t.cents > to_minor(s.deviation_min_amount),
-                t.at >= ctx.since_us,
-                t.at < ctx.until_us,
+                *scan_conditions(
+                    ctx,
+                    t.at,
+                    (ctx.since_us, ctx.until_us),
+                    t.status == COMPLETED,
+                    t.cents > to_minor(s.deviation_min_amount),
+                ),
                 _row_filter(ctx, h.status == COMPLETED),
             )
             .group_by(t.id, t.account_id, t.at, t.cents, t.kind)
@@ -709,11 +712,14 @@ class PassThrough:
                 )
             )
             .where(
-                d.kind == DEPOSIT,
-                d.status == COMPLETED,
-                d.cents > to_minor(s.pass_through_min_amount),
-                d.at >= ctx.since_us - window_us,
-                d.at < ctx.until_us,
+                *scan_conditions(
+                    ctx,
+                    d.at,
+                    (ctx.since_us - window_us, ctx.until_us),
+                    d.kind == DEPOSIT,
+                    d.status == COMPLETED,
+                    d.cents > to_minor(s.pass_through_min_amount),
+                ),
                 _row_filter(ctx, o.kind.in_(OUTBOUND), o.status == COMPLETED),
             )
             .cte("pt_pairs")
