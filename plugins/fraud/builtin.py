@@ -276,16 +276,19 @@ def _dense_accounts(
         .where(c.at >= span[0], c.at < span[1], *in_account_order(ctx, account))
         .subquery(f"{label}_ahead")
     )
-    dense = (
-        select(ahead.c.account_id)
-        .where(ahead.c.nth_at < ahead.c.at + window_us)
-        .distinct()
-        .limit(DENSE_INLINE + 1)
-    )
-    ids = [int(i) for i in ctx.session.scalars(dense)]
+    dense = select(ahead.c.account_id).where(ahead.c.nth_at < ahead.c.at + window_us)
+    return accounts_among(ctx, account, dense.distinct(), label)
+
+
+def accounts_among(ctx: RuleContext, account: Any, accounts: Select[Any], label: str) -> Any:
+    """`account IN accounts`, the accounts fetched first and written in as a list of
+    integers when there are at most DENSE_INLINE of them (a sub-select otherwise): the
+    planners then probe each account's rows through the `(account_id, created_at)` index,
+    where a sub-select they cannot size may make PostgreSQL hash-join every row."""
+    ids = [int(i) for i in ctx.session.scalars(accounts.limit(DENSE_INLINE + 1))]
     if len(ids) > DENSE_INLINE:
-        return account.in_(dense.limit(None).scalar_subquery())
-    return account.in_(bindparam(f"{label}_dense", ids, expanding=True, literal_execute=True))
+        return account.in_(accounts.scalar_subquery())
+    return account.in_(bindparam(f"{label}_accounts", ids, expanding=True, literal_execute=True))
 
 
 def _bursts(

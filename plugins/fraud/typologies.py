@@ -526,65 +526,61 @@ class FanInOut:
         window_us = s.fan_window_hours * HOUR_US
         read_until = ctx.lookahead_until_us(window_us)
         ignored = list(s.fan_ignore_channels or ())
-        a, c = _tx(ctx, "fan_all"), _tx(ctx, "fan_start")
+        a, p = _tx(ctx, "fan_all"), _tx(ctx, "fan_peer")
         r, m = _tx(ctx, "fan_window"), _tx(ctx, "fan_member")
         read = (ctx.since_us - window_us, read_until)
-        # A window holds N distinct counterparties only if it holds N rows: the rows of
-        # the (account, direction) are ordered once, and only where some row has its
-        # (N-1)-th next row less than a window after it is the counting self-join run.
+        # A window holds N distinct counterparties only if it holds N rows. One ordered
+        # pass finds the instants whose window does: the first row of an instant (in any
+        # order of equal times) has its (N-1)-th next row less than a window after it
+        # exactly then. Only those windows are counted, one per instant (its rows share
+        # it; the first by id is the one that can start a burst: the others follow it
+        # at no distance).
         nth = func.lead(a.at, literal_column(str(int(s.fan_min_counterparties) - 1)))
         ahead = (
             select(
                 a.account_id.label("account_id"),
                 _direction(a).label("direction"),
                 a.at.label("at"),
-                # direction first: on SQLite no index serves the order (see scan_conditions);
-                # no id: LEAD gives each position the same time whatever the order of
-                # equal times
+                # direction first: on SQLite no index serves the order (see scan_conditions)
                 nth.over(partition_by=(_direction(a), a.account_id), order_by=a.at).label("nth_at"),
             )
             .where(*scan_conditions(ctx, a.at, read, *_fan_rows(a, ignored)))
             .subquery("fan_ahead")
         )
-        dense = (
-            select(ahead.c.account_id, ahead.c.direction)
-            .where(ahead.c.nth_at < ahead.c.at + window_us)
-            .distinct()
-            .cte("fan_dense")
-        )
         rows = (
-            select(
-                c.id.label("id"),
-                c.account_id.label("account_id"),
-                c.at.label("at"),
-                dense.c.direction.label("direction"),
-            )
-            .select_from(
-                dense.join(
-                    c.table,
-                    and_(
-                        c.account_id == dense.c.account_id,
-                        c.at >= read[0],
-                        c.at < read[1],
-                    ),
-                )
-            )
-            .where(_row_filter(ctx, *_fan_rows(c, ignored), _direction(c) == dense.c.direction))
+            select(ahead.c.account_id, ahead.c.at, ahead.c.direction)
+            # as a CASE = 1, which PostgreSQL expects to hold for few rows (as it does)
+            # rather than a third of them: the look-ups below then do not look costly
+            # enough to switch on JIT inlining and optimisation (~1 s to compile)
+            .where(case((ahead.c.nth_at < ahead.c.at + window_us, 1), else_=0) == 1)
+            .distinct()
             .cte("fan_rows")
         )
-        windows = (
-            select(
-                rows.c.id,
-                rows.c.account_id,
-                rows.c.at,
-                rows.c.direction,
-                func.count(func.distinct(_party(r))).label("parties"),
+        # correlated look-ups, one per instant: both planners probe the account's index
+        first_id = (
+            select(func.min(p.id))
+            .where(
+                p.account_id == rows.c.account_id,
+                p.at == rows.c.at,
+                _row_filter(ctx, *_fan_rows(p, ignored), _direction(p) == rows.c.direction),
             )
-            .select_from(rows.join(r.table, _in_window(r, rows, window_us, read_until)))
-            .where(_row_filter(ctx, *_fan_rows(r, ignored)))
-            .group_by(rows.c.id, rows.c.account_id, rows.c.at, rows.c.direction)
-            .cte("fan_windows")
+            .scalar_subquery()
         )
+        parties = (
+            select(func.count(func.distinct(_party(r))))
+            .where(
+                _in_window(r, rows, window_us, read_until),
+                _row_filter(ctx, *_fan_rows(r, ignored)),
+            )
+            .scalar_subquery()
+        )
+        windows = select(
+            first_id.label("id"),
+            rows.c.account_id,
+            rows.c.at,
+            rows.c.direction,
+            parties.label("parties"),
+        ).cte("fan_windows")
         hot = (
             select(
                 windows,
