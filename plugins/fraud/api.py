@@ -4,7 +4,7 @@ A rule is any object with a `name`, a `version`, a `severity` and `find(ctx)`; a
 plugin returns rules from its `register_fraud_rules()` implementation. Each rule
 is called with a `RuleContext` whose `settings` are the settings of the plugin
 that registered it (`fraud_settings` are always the fraud plugin's). Every alert
-records the rule's `version` and `settings_hash(settings, fraud_settings)`.
+records the rule's `version` and `rule_settings_hash(rule, settings, fraud_settings)`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from core import ConfigError
 from core.db import to_micros
 from core.sources import DataTables, native_tables
 
@@ -130,7 +131,10 @@ class Rule(Protocol):
     (`"1"`, `"2024-06"`) stored with every alert the rule raises: change it when
     what the rule finds changes (required: a rule without one stops start-up);
     `severity` is one of `low`, `medium`, `high`, `critical` (a Finding may
-    override it).
+    override it). Optional: `settings_fields`, the names of the settings fields the
+    rule reads (its plugin's or the fraud plugin's), so that its alerts' settings
+    hash covers only those (`rule_settings_hash`); `enabled_by_default = False` to
+    run only when FRAUD_ENABLE_RULES or FRAUD_RULES names it.
     """
 
     name: str
@@ -164,7 +168,7 @@ def _canonical(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
-def settings_hash(settings: Any, fraud_settings: Any) -> str:
+def settings_hash(settings: Any, fraud_settings: Any, fields: Iterable[str] | None = None) -> str:
     """A stable digest of the settings a rule runs with, stored with each of its alerts.
 
     `settings` is the rule's `ctx.settings` (its own plugin's settings model; for the
@@ -181,7 +185,44 @@ def settings_hash(settings: Any, fraud_settings: Any) -> str:
     So it changes when any of those settings changes (a threshold, FRAUD_RULES,
     FRAUD_ALERT_MIN_SEVERITY, the plugin's schedule alike) and is the same for the
     same settings in any process (not Python's `hash()`).
+
+    With `fields` (a rule's `settings_fields`) the document is `{"fields": {name: value}}`
+    instead, holding only those fields, each read from `settings` or, when that model has
+    no such field, from `fraud_settings` (ValueError naming a field neither has): then the
+    hash changes only when a setting the rule reads changes.
     """
-    document = {"fraud": _canonical(fraud_settings), "rule": _canonical(settings)}
+    document: dict[str, Any]
+    if fields is not None:
+        document = {"fields": {name: _field(name, settings, fraud_settings) for name in fields}}
+    else:
+        document = {"fraud": _canonical(fraud_settings), "rule": _canonical(settings)}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:SETTINGS_HASH_LENGTH]
+
+
+def _field(name: str, settings: Any, fraud_settings: Any) -> Any:
+    """The canonical value of field `name` of `settings`, else of `fraud_settings`."""
+    for model in (settings, fraud_settings):
+        if name in type(model).model_fields:
+            return _canonical(getattr(model, name))
+    raise ValueError(
+        f"settings field {name!r} is in neither {type(settings).__name__} nor "
+        f"{type(fraud_settings).__name__}"
+    )
+
+
+def rule_settings_hash(rule: Any, settings: Any, fraud_settings: Any) -> str:
+    """`settings_hash` of the settings `rule` runs with: of its `settings_fields` when it
+    declares them (an optional attribute: the names of the fields of its own plugin's
+    settings, or the fraud plugin's, that it reads), else of both models whole.
+
+    Raises ConfigError when a declared field exists in neither model.
+    """
+    fields = getattr(rule, "settings_fields", None)
+    try:
+        return settings_hash(settings, fraud_settings, fields)
+    except ValueError as exc:
+        raise ConfigError(
+            f"fraud rule {rule.name!r}: settings_fields: {exc}; list the names of the "
+            'settings fields the rule reads (e.g. settings_fields = ("large_amount",))'
+        ) from None

@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session
 from core import ConfigError, Contribution, TaskArgumentError, current, get_logger
 from core.db import to_micros, utcnow
 from core.validators import as_utc
-from plugins.fraud.api import RuleContext, settings_hash
+from plugins.fraud.api import RuleContext, rule_settings_hash
 from plugins.fraud.engine import alert_rows, resolve_window
 from plugins.fraud.models import FraudAlert
 from plugins.fraud.rules import collect_rules, select_rules
@@ -325,7 +325,7 @@ def plan_backtest(
     planned = []
     for contribution in chosen:
         own = fraud if contribution.plugin == "fraud" else settings[contribution.plugin]
-        planned.append((contribution, own, settings_hash(own, fraud)))
+        planned.append((contribution, own, rule_settings_hash(contribution.obj, own, fraud)))
     return _Plan(start, end, fraud, configured, planned, canonical)
 
 

@@ -82,6 +82,7 @@ class LargeTransaction:
 
     name = "large_transaction"
     version = "1"
+    settings_fields = ("large_amount",)
     severity = "high"
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -353,6 +354,7 @@ class Velocity:
 
     name = "velocity"
     version = "1"
+    settings_fields = ("velocity_limit", "velocity_window_minutes")
     severity = "medium"
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -393,6 +395,12 @@ class Structuring:
 
     name = "structuring"
     version = "1"
+    settings_fields = (
+        "large_amount",
+        "structuring_band_low",
+        "structuring_window_hours",
+        "structuring_min_count",
+    )
     severity = "high"
 
     def find(self, ctx: RuleContext) -> Iterable[Finding]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core import DataTables, Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.validators import as_utc
-from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, settings_hash
+from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, rule_settings_hash
 from plugins.fraud.cases import account_owners, open_cases
 from plugins.fraud.models import (
     AlertStatus,
@@ -180,8 +180,8 @@ def _emit_cases(opened: list[tuple[FraudCase, FraudAlert]]) -> int:
 
 @dataclass(frozen=True)
 class ActiveRule:
-    """A rule ready to run, with the settings of the plugin that registered it and their
-    `settings_hash` (with the fraud settings), which its alerts record."""
+    """A rule ready to run, with the settings of the plugin that registered it and the
+    `rule_settings_hash` of what it reads, which its alerts record."""
 
     rule: Rule
     settings: Any
@@ -195,7 +195,8 @@ def active_rules(runtime: Runtime, settings: FraudSettings) -> list[ActiveRule]:
     active = []
     for contribution in chosen:
         own = runtime.settings_for(contribution.plugin)
-        active.append(ActiveRule(contribution.obj, own, settings_hash(own, settings)))
+        digest = rule_settings_hash(contribution.obj, own, settings)
+        active.append(ActiveRule(contribution.obj, own, digest))
     return active
 
 

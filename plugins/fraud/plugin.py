@@ -17,12 +17,12 @@ from plugins.fraud import hookspecs
 from plugins.fraud.api import Rule
 from plugins.fraud.builtin import BUILTIN_RULES
 from plugins.fraud.cli import add_commands
+from plugins.fraud.engine import active_rules
 from plugins.fraud.integrations import (
     collect_metrics,
     register_health_checks,
     register_report_sections,
 )
-from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
 from plugins.fraud.tasks import (
     analyze_fraud_patterns,
@@ -94,8 +94,9 @@ def register_fraud_rules() -> list[Rule]:
 
 @hookimpl
 def configure_app(app: Any, settings: Any) -> None:
-    """Check FRAUD_RULES / FRAUD_DISABLE_RULES against the registered rules at start-up."""
-    select_rules(collect_rules(app.runtime.plugins), app.runtime.settings_for("fraud"))
+    """Check FRAUD_RULES / FRAUD_DISABLE_RULES against the registered rules, and the selected
+    rules' `settings_fields`, at start-up."""
+    active_rules(app.runtime, app.runtime.settings_for("fraud"))
 
 
 @hookimpl

@@ -223,6 +223,7 @@ class CashThreshold:
     enabled_by_default = False  # FRAUD_ENABLE_RULES turns it on
     severity = "high"
     version = "1"
+    settings_fields = ("ctr_amount", "business_timezone")
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per (customer, business day) over the line."""
@@ -375,6 +376,12 @@ class AmountDeviation:
     enabled_by_default = False  # FRAUD_ENABLE_RULES turns it on
     severity = "medium"
     version = "1"
+    settings_fields = (
+        "deviation_factor",
+        "deviation_history_days",
+        "deviation_min_history",
+        "deviation_min_amount",
+    )
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per transaction far above its account's usual amounts."""
@@ -519,6 +526,7 @@ class FanInOut:
     enabled_by_default = False  # FRAUD_ENABLE_RULES turns it on
     severity = "medium"
     version = "1"
+    settings_fields = ("fan_min_counterparties", "fan_window_hours", "fan_ignore_channels")
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per (account, direction, burst)."""
@@ -675,6 +683,7 @@ class PassThrough:
     enabled_by_default = False  # FRAUD_ENABLE_RULES turns it on
     severity = "high"
     version = "1"
+    settings_fields = ("pass_through_percent", "pass_through_hours", "pass_through_min_amount")
 
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per deposit passed through."""
@@ -794,6 +803,7 @@ class DormantReactivation:
     enabled_by_default = False  # FRAUD_ENABLE_RULES turns it on
     severity = "medium"
     version = "1"
+    settings_fields = ("dormant_days", "dormant_amount", "dormant_activity_days")
 
     @staticmethod
     def _fewer_accounts(ctx: RuleContext, read_from: int, read_until: int) -> bool:

@@ -22,11 +22,17 @@ from banktasks_testing import fake_plugin
 from core import ConfigError, PluginSettings, current
 from core.models import Transaction
 from plugins.fraud import Finding, FraudAlert, Rule, RuleContext
-from plugins.fraud.api import settings_hash
+from plugins.fraud.api import rule_settings_hash, settings_hash
+from plugins.fraud.builtin import LargeTransaction
 
 from .helpers import T0, Bank, analyse
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def large_hash(fraud: object) -> str:
+    """The settings hash of large_transaction's alerts: of the one setting it reads."""
+    return rule_settings_hash(LargeTransaction(), fraud, fraud)
 
 
 def hashes(bank: Bank, rule: str | None = None) -> dict[str, tuple[str | None, str | None]]:
@@ -43,7 +49,8 @@ def test_an_alert_records_the_rule_version_and_the_settings_hash(bank, fraud_app
     (alert,) = bank.alerts("large_transaction")
     fraud = fraud_app.runtime.settings_for("fraud")
     assert (alert.rule, alert.rule_version) == ("large_transaction", "1")
-    assert alert.settings_hash == settings_hash(fraud, fraud)
+    assert alert.settings_hash == large_hash(fraud)
+    assert large_hash(fraud) == settings_hash(fraud, fraud, ["large_amount"])
     assert len(alert.settings_hash) == 16 and int(alert.settings_hash, 16) >= 0
     shown = alert.as_dict()
     assert (shown["rule_version"], shown["settings_hash"]) == ("1", alert.settings_hash)
@@ -67,8 +74,7 @@ def test_a_changed_fraud_setting_changes_the_hash_of_new_alerts(make_app):
     assert after[f"tx:{big}"] == ("1", before)  # kept as it was raised
     (new,) = (h for key, (_, h) in after.items() if key != f"tx:{big}")
     assert new != before
-    fraud = current().settings_for("fraud")
-    assert new == settings_hash(fraud, fraud)
+    assert new == large_hash(current().settings_for("fraud"))
 
 
 def test_the_same_settings_give_the_same_hash_in_another_app(make_app):
@@ -116,7 +122,8 @@ def test_the_hash_is_the_documented_recipe():
 DIGESTS = """
 from pydantic import BaseModel
 
-from plugins.fraud.api import settings_hash
+from plugins.fraud.api import rule_settings_hash, settings_hash
+from plugins.fraud.builtin import LargeTransaction
 from plugins.fraud.settings import FraudSettings
 
 
@@ -198,10 +205,8 @@ def test_a_third_party_rule_hashes_its_own_plugins_settings(make_app):
         assert alert.rule_version == "2024-06"
         assert alert.settings_hash == settings_hash(own, fraud)
         seen[alert.dedup_key] = alert.settings_hash
-        # the built-in rules hash the fraud settings only: acme's settings leave them alone
-        assert {a.settings_hash for a in bank.alerts("large_transaction")} == {
-            settings_hash(fraud, fraud)
-        }
+        # the built-in rules hash the fraud settings they read: acme's leave them alone
+        assert {a.settings_hash for a in bank.alerts("large_transaction")} == {large_hash(fraud)}
     first, second = seen.values()
     assert first != second
 
@@ -298,7 +303,7 @@ def test_alerts_list_and_show_print_the_version_and_the_hash(bank, fraud_app, ba
             )
         )
     fraud = fraud_app.runtime.settings_for("fraud")
-    expected = {"tx": ("1", settings_hash(fraud, fraud)), "legacy": (None, None)}
+    expected = {"tx": ("1", large_hash(fraud)), "legacy": (None, None)}
 
     listed = banktasks("alerts", "list", "--rule", "large_transaction", "--json")
     assert {
@@ -310,3 +315,59 @@ def test_alerts_list_and_show_print_the_version_and_the_hash(bank, fraud_app, ba
             row["rule_version"],
             row["settings_hash"],
         )
+
+
+# -- settings_fields: a rule's hash covers only the settings it reads ---------------------
+
+
+class NarrowRoundAmounts(RoundAmounts):
+    name = "round_amount"
+    settings_fields = ("round_unit",)
+
+
+def test_a_rule_declaring_its_settings_fields_hashes_only_those(make_app):
+    digests: dict[str, str | None] = {}
+    bank = None
+    for unit, large in (("1000", "10000"), ("1000", "20000"), ("500", "20000")):
+        app = make_app(
+            "fraud",
+            ("acme", acme(NarrowRoundAmounts())),
+            plugin_settings={"acme": {"round_unit": unit}, "fraud": {"large_amount": large}},
+        )
+        bank = bank or Bank(app.runtime.db)
+        bank.tx(bank.account(), "15000.00", T0)
+        analyse()
+        (alert,) = [a for a in bank.alerts("round_amount") if a.dedup_key not in digests]
+        digests[alert.dedup_key] = alert.settings_hash
+        document = json.dumps({"fields": {"round_unit": unit}}, separators=(",", ":"))
+        assert alert.settings_hash == hashlib.sha256(document.encode()).hexdigest()[:16]
+    # FRAUD_LARGE_AMOUNT is not the rule's: changing it leaves the hash; ACME_ROUND_UNIT is
+    first, second, third = digests.values()
+    assert first == second != third
+
+
+def test_the_built_in_rules_hash_the_settings_they_read(make_app):
+    def hashes_with(**fraud: str) -> dict[str, str]:
+        app = make_app("fraud", plugin_settings={"fraud": fraud})
+        settings = app.runtime.settings_for("fraud")
+        from plugins.fraud.engine import active_rules
+
+        return {a.rule.name: a.settings_hash for a in active_rules(app.runtime, settings)}
+
+    base = hashes_with()
+    velocity = hashes_with(velocity_limit="20")
+    assert {name for name in base if base[name] != velocity[name]} == {"velocity"}
+    large = hashes_with(large_amount="20000")
+    # structuring's band is a share of FRAUD_LARGE_AMOUNT: both change
+    assert {name for name in base if base[name] != large[name]} == {
+        "large_transaction",
+        "structuring",
+    }
+
+
+def test_an_unknown_settings_field_stops_start_up(make_app):
+    class Misnamed(RoundAmounts):
+        settings_fields = ("round_units",)
+
+    with pytest.raises(ConfigError, match=r"round_units.*neither AcmeSettings nor FraudSettings"):
+        make_app("fraud", ("acme", acme(Misnamed())))
