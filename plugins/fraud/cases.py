@@ -19,6 +19,7 @@ another database), in their own query: never joined with fraud tables.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,11 +32,13 @@ from core.db import dialect_insert, utcnow
 from plugins.fraud.audit import SYSTEM, audit_trail, record, record_many
 from plugins.fraud.lifecycle import UNRESOLVED
 from plugins.fraud.models import (
+    SEVERITIES,
     AlertStatus,
     CaseResolution,
     CaseStatus,
     FraudAlert,
     FraudCase,
+    severity_rank,
 )
 from plugins.fraud.settings import FraudSettings
 
@@ -74,23 +77,42 @@ def account_owners(session: Session, account_ids: Iterable[int]) -> dict[int, in
     return owners
 
 
+@dataclass
+class CaseWork:
+    """What `open_cases` did: the cases it opened, and those to announce with
+    on_fraud_case_opened (each with the alert that makes it worth announcing)."""
+
+    opened: list[FraudCase] = field(default_factory=list)
+    announce: list[tuple[FraudCase, FraudAlert]] = field(default_factory=list)
+
+
 def open_cases(
-    session: Session, alerts: list[FraudAlert], owners: dict[int, int], now: datetime
-) -> list[tuple[FraudCase, FraudAlert]]:
-    """Attach new alerts to their customer's open case, opening one where there is none.
+    session: Session,
+    alerts: list[FraudAlert],
+    owners: dict[int, int],
+    now: datetime,
+    min_severity: str = SEVERITIES[0],
+) -> CaseWork:
+    """Attach new alerts to their customer's open case, opening one where there is none,
+    and pick the cases to announce.
 
     For the engine's write phase, in its transaction: suppressed alerts and alerts whose
     account has no known owner are left alone. Per batch: one INSERT … ON CONFLICT
     (open_user_id) DO NOTHING for every customer at hand (RETURNING the cases it
     opened), one SELECT of their open cases, one UPDATE (executemany) of the alerts'
-    case_id, one INSERT of `case.opened` audit rows (actor `system`). Returns each
-    case opened here with the first of its new alerts (lowest id), in case id order.
+    case_id, one INSERT of `case.opened` audit rows (actor `system`).
+
+    A case is announced once: when it first holds an alert at or above `min_severity`
+    (FRAUD_ALERT_MIN_SEVERITY), with the first such alert (lowest id), whether the case
+    was opened now or by an earlier, lower alert. One conditional UPDATE of
+    `announced_at` (still NULL) picks them, so two analyses never announce one case twice.
     """
+    work = CaseWork()
     live = [
         a for a in alerts if a.status != AlertStatus.suppressed.value and a.account_id in owners
     ]
     if not live:
-        return []
+        return work
     users = sorted({owners[a.account_id] for a in live})
     insert = (
         dialect_insert(session.get_bind().dialect.name)(FraudCase)
@@ -115,6 +137,8 @@ def open_cases(
         case_of.update({c.user_id: c for c in session.scalars(query)})
     updates = []
     first: dict[int, FraudAlert] = {}
+    worth: dict[int, FraudAlert] = {}
+    threshold = severity_rank(min_severity)
     for alert in sorted(live, key=lambda a: a.id):
         found = case_of.get(owners[alert.account_id])
         if found is None:  # closed between the INSERT and the SELECT: next run attaches it
@@ -122,6 +146,8 @@ def open_cases(
         updates.append({"id": alert.id, "case_id": found.id})
         set_committed_value(alert, "case_id", found.id)
         first.setdefault(found.id, alert)
+        if severity_rank(alert.severity) >= threshold:
+            worth.setdefault(found.id, alert)
     if updates:
         session.execute(update(FraudAlert), updates)
     new = sorted((c for c in case_of.values() if c.id in opened), key=lambda c: c.id)
@@ -140,7 +166,31 @@ def open_cases(
         ],
         now,
     )
-    return [(c, first[c.id]) for c in new if c.id in first]
+    work.opened = [c for c in new if c.id in first]
+    work.announce = _announce(session, case_of, worth, now)
+    return work
+
+
+def _announce(
+    session: Session, case_of: dict[int, FraudCase], worth: dict[int, FraudAlert], now: datetime
+) -> list[tuple[FraudCase, FraudAlert]]:
+    """Mark the cases in `worth` announced (those not announced yet); (case, alert) each."""
+    if not worth:
+        return []
+    by_id = {c.id: c for c in case_of.values()}
+    marked: set[int] = set()
+    for ids in _chunks(worth):
+        result = session.execute(
+            update(FraudCase)
+            .where(FraudCase.id.in_(ids), FraudCase.announced_at.is_(None))
+            .values(announced_at=now)
+            .returning(FraudCase.id)
+            .execution_options(synchronize_session=False)
+        )
+        marked.update(result.scalars().all())
+    for case_id in marked:
+        set_committed_value(by_id[case_id], "announced_at", now)
+    return [(by_id[case_id], worth[case_id]) for case_id in sorted(marked)]
 
 
 def _weighted(weights: dict[str, float]) -> ColumnElement[Any]:

@@ -18,6 +18,7 @@ from core.validators import as_utc
 from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, rule_settings_hash
 from plugins.fraud.cases import account_owners, open_cases
 from plugins.fraud.models import (
+    SEVERITIES,
     AlertStatus,
     FraudAlert,
     FraudCase,
@@ -165,12 +166,13 @@ def _emit(alerts: list[FraudAlert], min_severity: str) -> tuple[int, int]:
     return notified, failed
 
 
-def _emit_cases(opened: list[tuple[FraudCase, FraudAlert]]) -> int:
-    """Call on_fraud_case_opened once per case opened, with its first alert; the number of
-    cases for which a listener failed (each listener is called on its own)."""
+def _emit_cases(announce: list[tuple[FraudCase, FraudAlert]]) -> int:
+    """Call on_fraud_case_opened once per case to announce, with the alert that makes it
+    worth announcing; the number of cases for which a listener failed (each listener is
+    called on its own)."""
     plugins = current().plugins
     failed = 0
-    for case, alert in opened:
+    for case, alert in announce:
         outcomes = plugins.call_each("on_fraud_case_opened", case=case, alert=alert)
         if any(outcome.error is not None for outcome in outcomes):
             failed += 1
@@ -220,7 +222,8 @@ class Outcome:
         `alerts_created` and `by_rule` count every new alert row, suppressed ones
         included; `suppressed` (and `suppressed_by_rule`) say how many of them an
         active suppression matched. `cases_opened`: cases opened by this run's alerts;
-        `case_notify_failed`: of those, how many on_fraud_case_opened failed for.
+        `case_notify_failed`: of the cases this run announced (on_fraud_case_opened), how
+        many a listener failed for.
         """
         return {
             "since": self.window.since.isoformat(),
@@ -329,10 +332,16 @@ class _Stored:
     by_rule: dict[str, int]
     created: list[FraudAlert]
     suppressed_by_rule: dict[str, int]
-    opened: list[tuple[FraudCase, FraudAlert]]
+    opened: list[FraudCase]
+    announce: list[tuple[FraudCase, FraudAlert]]
 
 
-def _store(session: Session, found: _Found, now: datetime | None = None) -> _Stored:
+def _store(
+    session: Session,
+    found: _Found,
+    now: datetime | None = None,
+    min_severity: str = SEVERITIES[0],
+) -> _Stored:
     """The write phase: insert every rule's rows (those an active suppression matches as
     `suppressed`), attach the new unsuppressed alerts to their customers' open cases
     (opening the missing ones), move the watermark."""
@@ -347,10 +356,10 @@ def _store(session: Session, found: _Found, now: datetime | None = None) -> _Sto
         if hushed:
             suppressed[name] = hushed
         created.extend(new)
-    opened = open_cases(session, created, found.owners, now or utcnow())
+    cases = open_cases(session, created, found.owners, now or utcnow(), min_severity)
     if found.window.from_watermark:
         _advance_watermark(session, found.window.until)
-    return _Stored(by_rule, created, suppressed, opened)
+    return _Stored(by_rule, created, suppressed, cases.opened, cases.announce)
 
 
 def analyse(since: datetime | None = None, until: datetime | None = None) -> Outcome:
@@ -371,14 +380,14 @@ def analyse(since: datetime | None = None, until: datetime | None = None) -> Out
         found = _find(session, settings, rules, since, until, now)
         _casework(session, found, now)
     with runtime.db.session() as session:
-        stored = _store(session, found, now)
+        stored = _store(session, found, now, settings.alert_min_severity)
     # Committed: listeners only ever hear about alerts and cases that exist.
     outcome = Outcome(found.window, found.scanned, stored.by_rule, found.findings)
     outcome.suppressed_by_rule = stored.suppressed_by_rule
     live = [a for a in stored.created if a.status != AlertStatus.suppressed.value]
     outcome.notified, outcome.notify_failed = _emit(live, settings.alert_min_severity)
     outcome.cases_opened = len(stored.opened)
-    outcome.case_notify_failed = _emit_cases(stored.opened)
+    outcome.case_notify_failed = _emit_cases(stored.announce)
     new_alerts = stored.created
     log.info(
         "fraud_analysis_done",

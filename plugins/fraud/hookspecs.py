@@ -43,11 +43,14 @@ def on_fraud_alert(alert: FraudAlert) -> Any:
 
 @hookspec
 def on_fraud_case_opened(case: Any, alert: FraudAlert) -> Any:
-    """Called once per NEW case (a customer's first open alert since their last case closed),
-    after commit, with the case and the alert that opened it.
+    """Called once per case, after commit, when the case first holds an alert at or above
+    `FRAUD_ALERT_MIN_SEVERITY`, with the case and that alert.
 
-    `case` is a detached `FraudCase` row (id, user_id, status, opened_at, …). Alerts that
-    attach to a case already open do not call it. The notifications plugin sends its admin
+    Usually the alert that opens the case (a customer's first open alert since their last
+    case closed); a case opened by lower alerts is announced by the first alert at the
+    minimum severity that joins it. `case` is a detached `FraudCase` row (id, user_id,
+    status, opened_at, announced_at, …). Later alerts joining an announced case do not
+    call it. The notifications plugin sends its admin
     e-mail from here (one per case, not per alert). An exception here is logged and counted
     in the task result; it does not undo the case.
     """

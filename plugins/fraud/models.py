@@ -151,6 +151,9 @@ class FraudCase(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When on_fraud_case_opened was called for it: with its first alert at or above
+    # FRAUD_ALERT_MIN_SEVERITY (NULL while it holds only lower ones).
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe view of the case."""
@@ -164,6 +167,7 @@ class FraudCase(Base):
             "opened_at": _iso(self.opened_at),
             "updated_at": _iso(self.updated_at),
             "closed_at": _iso(self.closed_at),
+            "announced_at": _iso(self.announced_at),
         }
 
     def __repr__(self) -> str:

@@ -55,15 +55,18 @@ def names(samples: dict[Any, float]) -> set[str]:
     return {name for name, _ in samples}
 
 
-def customers_with_alerts(app: Any) -> int:
-    """How many customers have a fraud alert: fraud opens one case, and notifications sends
-    one admin e-mail, for each of them (on a fresh database, every case is new)."""
-    query = text(
+def customers_with_alerts(app: Any, *severities: str) -> int:
+    """How many customers have a fraud alert (of one of `severities`, if given): fraud opens
+    one case for each of them, and notifications sends one admin e-mail for each with an
+    alert at or above FRAUD_ALERT_MIN_SEVERITY (on a fresh database, every case is new)."""
+    query = (
         "SELECT COUNT(DISTINCT a.user_id) FROM fraud_alerts f "
         "JOIN accounts a ON a.id = f.account_id"
     )
+    if severities:
+        query += " WHERE f.severity IN (" + ", ".join(f"'{s}'" for s in severities) + ")"
     with app.runtime.db.session() as session:
-        return int(session.execute(query).scalar_one())
+        return int(session.execute(text(query)).scalar_one())
 
 
 def used_metrics() -> set[str]:
@@ -117,15 +120,16 @@ def test_every_metric_after_real_tasks(e2e, smtp_server):
         assert mail.get(timeout=60)["status"] == "sent"
         attempts = mail.get()["attempts"]
 
-        # fraud alerts, and one e-mail per new case (one per customer with alerts) through
-        # the notifications plugin
+        # fraud alerts, one case per customer with alerts, and one e-mail per case holding an
+        # alert at or above FRAUD_ALERT_MIN_SEVERITY (high) through the notifications plugin
         analysis = app.tasks["fraud.analyze_fraud_patterns"].delay(
             since=(NOW - timedelta(days=31)).isoformat(), until=NOW.isoformat()
         )
         found = analysis.get(timeout=90)
-        cases = customers_with_alerts(app)
-        assert 0 < cases <= found["alerts_created"]
-        assert (found["cases_opened"], found["case_notify_failed"]) == (cases, 0)
+        opened = customers_with_alerts(app)
+        cases = customers_with_alerts(app, "high", "critical")
+        assert 0 < cases < opened <= found["alerts_created"]  # velocity's are medium
+        assert (found["cases_opened"], found["case_notify_failed"]) == (opened, 0)
         wait_for(lambda: len(smtp_server.messages) == 1 + cases, 60, "the case e-mails")
 
         # a failure that dead-letters (bad arguments reach the worker)

@@ -126,6 +126,30 @@ def test_one_open_case_per_customer_across_analyses_and_accounts(app, recorder):
     ]
 
 
+def test_a_case_is_announced_once_from_its_first_alert_at_the_minimum_severity(app, recorder):
+    """FRAUD_ALERT_MIN_SEVERITY is high: a velocity burst (medium) opens a case quietly; the
+    customer's first high alert announces it, in a later analysis; later ones do not."""
+    db = app.runtime.db
+    bank = Bank(db)
+    account, other = customer(db, accounts=2)
+    bank.burst(account, T0, 11, MINUTE)  # 11 in an hour: velocity, medium
+    first = analyse()
+    (case,) = cases(db)
+    assert (first["cases_opened"], recorder.cases, case.announced_at) == (1, [], None)
+
+    bank.tx(other, "15000.00", T0 + 2 * timedelta(hours=1))  # large_transaction, high
+    second = analyse()
+    assert (second["cases_opened"], second["case_notify_failed"]) == (0, 0)
+    ((announced, alert),) = recorder.cases
+    assert (announced.id, alert.rule, alert.account_id) == (case.id, "large_transaction", other)
+    assert cases(db)[0].announced_at is not None
+
+    bank.tx(account, "16000.00", T0 + 3 * timedelta(hours=1))
+    analyse()
+    assert len(recorder.cases) == 1  # announced once
+    assert {a.case_id for a in bank.alerts()} == {case.id}
+
+
 def test_the_database_keeps_one_open_case_per_customer(app):
     db = app.runtime.db
     with db.session() as session:
