@@ -454,6 +454,12 @@ def run_rules_section(
             except Exception as exc:
                 results.errors[f"rules data {label}"] = f"{type(exc).__name__}: {exc}"
                 continue
+            meta.setdefault(
+                "dataset",
+                f"{ds.summary['transactions']:,} transactions over 30 days (until {NOW.date()}), "
+                f"{ds.summary['accounts']:,} accounts, {ds.summary['users']:,} users, seed 7, "
+                "planted fraud",
+            )
             _guarded(results, f"rules {label}", run_backend, results, ds, redis_url, tmp, reps)
         finally:
             if server is not None:
