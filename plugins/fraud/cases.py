@@ -100,7 +100,9 @@ def open_cases(
     account has no known owner are left alone. Per batch: one INSERT … ON CONFLICT
     (open_user_id) DO NOTHING for every customer at hand (RETURNING the cases it
     opened), one SELECT of their open cases, one UPDATE (executemany) of the alerts'
-    case_id, one INSERT of `case.opened` audit rows (actor `system`).
+    case_id, one INSERT of audit rows (actor `system`): `case.opened`, `case.alerts_added`
+    (the ids of the alerts that joined each case, the opening one included) and
+    `case.announced`.
 
     A case is announced once: when it first holds an alert at or above `min_severity`
     (FRAUD_ALERT_MIN_SEVERITY), with the first such alert (lowest id), whether the case
@@ -137,6 +139,7 @@ def open_cases(
         case_of.update({c.user_id: c for c in session.scalars(query)})
     updates = []
     first: dict[int, FraudAlert] = {}
+    joined: dict[int, list[int]] = {}
     worth: dict[int, FraudAlert] = {}
     threshold = severity_rank(min_severity)
     for alert in sorted(live, key=lambda a: a.id):
@@ -146,28 +149,34 @@ def open_cases(
         updates.append({"id": alert.id, "case_id": found.id})
         set_committed_value(alert, "case_id", found.id)
         first.setdefault(found.id, alert)
+        joined.setdefault(found.id, []).append(alert.id)
         if severity_rank(alert.severity) >= threshold:
             worth.setdefault(found.id, alert)
     if updates:
         session.execute(update(FraudAlert), updates)
     new = sorted((c for c in case_of.values() if c.id in opened), key=lambda c: c.id)
-    record_many(
-        session,
-        [
-            (
-                SYSTEM,
-                "case.opened",
-                "case",
-                c.id,
-                {"user_id": c.user_id, "alert_id": first[c.id].id, "rule": first[c.id].rule},
-            )
-            for c in new
-            if c.id in first
-        ],
-        now,
-    )
+    rows = [
+        (
+            SYSTEM,
+            "case.opened",
+            "case",
+            c.id,
+            {"user_id": c.user_id, "alert_id": first[c.id].id, "rule": first[c.id].rule},
+        )
+        for c in new
+        if c.id in first
+    ]
+    rows += [
+        (SYSTEM, "case.alerts_added", "case", case_id, {"alert_ids": ids})
+        for case_id, ids in sorted(joined.items())
+    ]
     work.opened = [c for c in new if c.id in first]
     work.announce = _announce(session, case_of, worth, now)
+    rows += [
+        (SYSTEM, "case.announced", "case", c.id, {"alert_id": a.id, "severity": a.severity})
+        for c, a in work.announce
+    ]
+    record_many(session, rows, now)
     return work
 
 

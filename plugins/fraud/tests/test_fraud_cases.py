@@ -117,12 +117,25 @@ def test_one_open_case_per_customer_across_analyses_and_accounts(app, recorder):
     new = cases(db)[-1]
     assert (new.user_id, new.status) == (opened[0].user_id, "open") and new.id != opened[0].id
     assert recorder.cases[-1][0].id == new.id
-    actions = [(r["action"], r["actor"]) for r in audit_trail("case")]
-    assert actions == [
-        ("case.opened", "system"),
-        ("case.opened", "system"),
-        ("case.closed", "ann"),
-        ("case.opened", "system"),
+    trail = [(r["action"], r["actor"], r["object_id"]) for r in audit_trail("case")]
+    one, two, three = opened[0].id, opened[1].id, new.id
+    assert trail == [
+        ("case.opened", "system", one),
+        ("case.opened", "system", two),
+        ("case.alerts_added", "system", one),
+        ("case.alerts_added", "system", two),
+        ("case.announced", "system", one),
+        ("case.announced", "system", two),
+        ("case.alerts_added", "system", one),  # the second analysis' alert joins
+        ("case.closed", "ann", one),
+        ("case.opened", "system", three),
+        ("case.alerts_added", "system", three),
+        ("case.announced", "system", three),
+    ]
+    added = [r["details"]["alert_ids"] for r in audit_trail("case")[2:4]]
+    assert added == [
+        [alerts[first].id, alerts[second].id],
+        [alerts[other].id],
     ]
 
 
@@ -174,7 +187,8 @@ def test_audit_rows_are_append_only(app):
     ):
         with pytest.raises(DBAPIError, match="fraud_audit is append-only"), db.session() as s:
             s.execute(statement)
-    assert [r["actor"] for r in audit_trail()] == ["system"]
+    # opened, the alert added, announced (high): all by the analysis, all kept
+    assert [r["actor"] for r in audit_trail()] == ["system", "system", "system"]
 
 
 def test_risk_scores_with_custom_weights(make_app):
@@ -225,15 +239,17 @@ def test_assign_and_close_transitions(sqlite_app):
     trail = audit_trail("case", case.id)
     assert [r["action"] for r in trail] == [
         "case.opened",
+        "case.alerts_added",
+        "case.announced",
         "case.assigned",
         "case.assigned",
         "case.closed",
     ]
-    assert trail[1]["details"] == {
+    assert trail[3]["details"] == {
         "before": {"status": "open", "assignee": None},
         "after": {"status": "investigating", "assignee": "bob"},
     }
-    assert trail[3]["details"]["resolution"] == "false_positive"
+    assert trail[5]["details"]["resolution"] == "false_positive"
 
 
 def test_a_failing_case_listener_is_counted(make_app):
@@ -283,7 +299,11 @@ def test_cases_commands(sqlite_app, banktasks):
         number = session.get(Account, account).number
     assert number not in json.dumps(shown)
     assert shown["alerts"][0]["account"] == f"****{number[-4:]}"
-    assert [r["action"] for r in shown["audit"]] == ["case.opened"]
+    assert [r["action"] for r in shown["audit"]] == [
+        "case.opened",
+        "case.alerts_added",
+        "case.announced",
+    ]
     text = banktasks("cases", "show", str(case.id)).output
     assert "alerts (1):" in text and number not in text
     assert f'case.opened      {{"alert_id": {shown["alerts"][0]["id"]}, ' in text
@@ -302,11 +322,13 @@ def test_cases_commands(sqlite_app, banktasks):
     audit = json.loads(banktasks("fraud", "audit", "--object", "case", "--json").output)
     assert [(r["action"], r["actor"]) for r in audit] == [
         ("case.opened", "system"),
+        ("case.alerts_added", "system"),
+        ("case.announced", "system"),
         ("case.assigned", "ann"),
         ("case.closed", "ann"),
     ]
     assert "case.closed" in banktasks("fraud", "audit", "--id", str(case.id)).output
-    assert len(audit_trail()) == 3  # the failed close wrote nothing
+    assert len(audit_trail()) == 5  # the failed close wrote nothing
     with db.session() as session:
         assert session.scalar(select(FraudAlert.status)) == "resolved"
 
