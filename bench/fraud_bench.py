@@ -427,43 +427,26 @@ def run_rules_section(
     """The `rules` section on SQLite and (unless --no-postgres) PostgreSQL, each backend's
     failure recorded on its own. Starts and stops its own PostgreSQL server."""
     from bench.db_bench import _guarded
+    from bench.pg import servers_for
 
     redis_url = with_db(redis_url, REDIS_DB)
-    for backend in ("sqlite", "postgresql"):
-        label = _label(backend)
-        server = None
-        if backend == "postgresql":
-            if not with_pg:
-                results.note("rules: PostgreSQL skipped (--no-postgres)")
-                continue
-            from bench.pg import PgServer, PgUnavailable
-
-            server = PgServer()
-            try:
-                server.start()
-            except (PgUnavailable, OSError, subprocess.SubprocessError) as exc:
-                results.note(f"rules, PostgreSQL column: unavailable: {exc}")
-                continue
-            meta.setdefault("postgresql", server.version())
+    for server in servers_for("rules", with_pg, results, meta):
+        label = _label("sqlite" if server is None else "postgresql")
         try:
-            try:
-                if server is None:
-                    ds = sqlite_dataset("main", rows, redis_url, tmp)
-                else:
-                    ds = pg_dataset(server, "main", rows, redis_url, tmp)
-            except Exception as exc:
-                results.errors[f"rules data {label}"] = f"{type(exc).__name__}: {exc}"
-                continue
-            meta.setdefault(
-                "dataset",
-                f"{ds.summary['transactions']:,} transactions over 30 days (until {NOW.date()}), "
-                f"{ds.summary['accounts']:,} accounts, {ds.summary['users']:,} users, seed 7, "
-                "planted fraud",
-            )
-            _guarded(results, f"rules {label}", run_backend, results, ds, redis_url, tmp, reps)
-        finally:
-            if server is not None:
-                server.stop()
+            if server is None:
+                ds = sqlite_dataset("main", rows, redis_url, tmp)
+            else:
+                ds = pg_dataset(server, "main", rows, redis_url, tmp)
+        except Exception as exc:
+            results.errors[f"rules data {label}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        meta.setdefault(
+            "dataset",
+            f"{ds.summary['transactions']:,} transactions over 30 days (until {NOW.date()}), "
+            f"{ds.summary['accounts']:,} accounts, {ds.summary['users']:,} users, seed 7, "
+            "planted fraud",
+        )
+        _guarded(results, f"rules {label}", run_backend, results, ds, redis_url, tmp, reps)
 
 
 __all__ = ["RULES", "SECTION", "run_rules_section"]

@@ -519,57 +519,40 @@ def run_mapping(
     """The `mapping` section on SQLite and (unless --no-postgres) PostgreSQL; each backend's
     failure is recorded on its own. Starts and stops its own PostgreSQL server."""
     from bench.db_bench import _guarded
+    from bench.pg import servers_for
 
     redis_url = with_db(redis_url, REDIS_DB)
-    for backend in ("sqlite", "postgresql"):
-        label = _label(backend)
-        server = None
-        if backend == "postgresql":
-            if not with_pg:
-                results.note("mapping: PostgreSQL skipped (--no-postgres)")
-                continue
-            from bench.pg import PgServer, PgUnavailable
-
-            server = PgServer()
-            try:
-                server.start()
-            except (PgUnavailable, OSError, subprocess.SubprocessError) as exc:
-                results.note(f"mapping, PostgreSQL column: unavailable: {exc}")
-                continue
-            meta.setdefault("postgresql", server.version())
+    for server in servers_for("mapping", with_pg, results, meta):
+        label = _label("sqlite" if server is None else "postgresql")
         try:
-            try:
-                if server is None:
-                    main = sqlite_dataset("main", rows, redis_url, tmp)
-                    export = sqlite_dataset("export", rows, redis_url, tmp)
-                else:
-                    main = pg_dataset(server, "main", rows, redis_url, tmp)
-                    export = pg_dataset(server, "export", rows, redis_url, tmp)
-            except Exception as exc:
-                results.errors[f"mapping data {label}"] = f"{type(exc).__name__}: {exc}"
-                continue
-            meta.setdefault(
-                "dataset",
-                f"{main.summary['transactions']:,} transactions over {DAYS} days (until "
-                f"{NOW.date()}), {main.summary['accounts']:,} accounts, "
-                f"{main.summary['users']:,} users, seed 7, planted fraud; the export exports "
-                "the same number of rows owned by one user",
-            )
-            _guarded(
-                results,
-                f"mapping {label}",
-                run_backend,
-                results,
-                main,
-                export,
-                server,
-                redis_url,
-                tmp,
-                reps,
-            )
-        finally:
-            if server is not None:
-                server.stop()
+            if server is None:
+                main = sqlite_dataset("main", rows, redis_url, tmp)
+                export = sqlite_dataset("export", rows, redis_url, tmp)
+            else:
+                main = pg_dataset(server, "main", rows, redis_url, tmp)
+                export = pg_dataset(server, "export", rows, redis_url, tmp)
+        except Exception as exc:
+            results.errors[f"mapping data {label}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        meta.setdefault(
+            "dataset",
+            f"{main.summary['transactions']:,} transactions over {DAYS} days (until "
+            f"{NOW.date()}), {main.summary['accounts']:,} accounts, "
+            f"{main.summary['users']:,} users, seed 7, planted fraud; the export exports "
+            "the same number of rows owned by one user",
+        )
+        _guarded(
+            results,
+            f"mapping {label}",
+            run_backend,
+            results,
+            main,
+            export,
+            server,
+            redis_url,
+            tmp,
+            reps,
+        )
 
 
 __all__ = ["ROWS", "SECTION", "run_mapping"]

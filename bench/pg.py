@@ -14,7 +14,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from banktasks_testing import PgCluster, pg_bindir
 from bench.util import DATA, log
@@ -85,3 +87,24 @@ class PgServer:
         if self.bin is not None and (self.bin / "psql").exists():
             return str(self.bin / "psql")
         return shutil.which("psql")
+
+
+def servers_for(section: str, with_pg: bool, results: Any, meta: dict[str, Any]) -> Iterator[Any]:
+    """The databases a section runs on, one after the other: None (SQLite), then a started
+    PgServer, stopped when the section moves on. Without `with_pg` (`--no-postgres`), or
+    when no server starts, the PostgreSQL turn is skipped and noted in `results`."""
+    yield None
+    if not with_pg:
+        results.note(f"{section}: PostgreSQL skipped (--no-postgres)")
+        return
+    server = PgServer()
+    try:
+        server.start()
+    except (PgUnavailable, OSError, subprocess.SubprocessError) as exc:
+        results.note(f"{section}, PostgreSQL column: unavailable: {exc}")
+        return
+    meta.setdefault("postgresql", server.version())
+    try:
+        yield server
+    finally:
+        server.stop()
