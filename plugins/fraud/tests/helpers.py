@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import click
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from banktasks_testing import make_account, make_user, seed_data
@@ -126,3 +129,16 @@ def check_seed_findings(app: Any, users: int = 80, transactions: int = 4000) -> 
     # A second run over the same data stores nothing new.
     assert analyse(since=SEED_NOW - timedelta(days=31), until=SEED_NOW)["alerts_created"] == 0
     return summary
+
+
+def commands(app: Any) -> Callable[..., Any]:
+    """`invoke("cases", "list")`: the `banktasks` commands `app`'s plugins add, run in-process
+    with click's CliRunner (exceptions not caught); returns click's Result."""
+    group = click.Group("banktasks")
+    app.runtime.hook.register_commands(cli=group)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(group, list(args), catch_exceptions=False)
+
+    return invoke

@@ -7,9 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import click
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -25,7 +23,7 @@ from plugins.fraud.cases import (
 )
 from plugins.fraud.models import FraudAlert, FraudAudit, FraudCase
 
-from .helpers import T0, Bank, analyse
+from .helpers import T0, Bank, analyse, commands
 
 MINUTE = timedelta(minutes=1)
 _customers = itertools.count(1)
@@ -269,14 +267,7 @@ def test_a_failing_case_listener_is_counted(make_app):
 
 @pytest.fixture
 def banktasks(sqlite_app):
-    group = click.Group("banktasks")
-    sqlite_app.runtime.hook.register_commands(cli=group)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(group, list(args), catch_exceptions=False)
-
-    return invoke
+    return commands(sqlite_app)
 
 
 def test_cases_commands(sqlite_app, banktasks):

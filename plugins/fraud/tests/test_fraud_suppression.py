@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import click
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from banktasks_testing import fake_plugin
@@ -26,7 +24,7 @@ from plugins.fraud.suppression import (
     list_suppressions,
 )
 
-from .helpers import T0, Bank, analyse
+from .helpers import T0, Bank, analyse, commands
 
 MINUTE = timedelta(minutes=1)
 
@@ -183,14 +181,7 @@ def test_bad_suppressions_are_refused(sqlite_app, kwargs, message):
 
 @pytest.fixture
 def banktasks(sqlite_app):
-    group = click.Group("banktasks")
-    sqlite_app.runtime.hook.register_commands(cli=group)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(group, list(args), catch_exceptions=False)
-
-    return invoke
+    return commands(sqlite_app)
 
 
 def test_suppression_commands(sqlite_app, banktasks):
