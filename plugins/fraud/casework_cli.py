@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import click
@@ -144,23 +144,43 @@ def close_case_command(case_id: int, resolution: str, note: str | None, actor: s
     click.echo(f"case #{case.id} is closed ({case.resolution})")
 
 
-def _until(value: str) -> datetime:
+def _until(value: str) -> tuple[datetime, bool]:
+    """`--until` as a moment, and whether it was a date alone: a date alone means the END
+    of that day (the next day, 00:00 UTC), so that `--until 2027-03-31` covers the 31st."""
+    text = value.strip()
     try:
-        return datetime.fromisoformat(value.strip())
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day + timedelta(days=1), time(), UTC), True
+    try:
+        return datetime.fromisoformat(text), False
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a date: give an ISO date or moment, e.g. 2027-01-31 or "
-            "2027-01-31T18:00:00+01:00 (naive: UTC)",
+            f"{value!r} is not a date: give an ISO date or moment, e.g. 2027-01-31 (to the "
+            "end of that day, UTC) or 2027-01-31T18:00:00+01:00 (naive: UTC)",
             param_hint="--until",
         ) from None
 
 
 @click.command("suppress")
 @click.argument("rule")
-@click.option("--account", "account_id", type=int, help="Suppress the rule for this account id.")
-@click.option("--counterparty", help="Suppress the rule for this counterparty (exact name).")
 @click.option(
-    "--until", "until", required=True, help="Until when (ISO date or moment; naive is UTC)."
+    "--account", "account_id", type=int, help="Suppress the rule for this (existing) account id."
+)
+@click.option(
+    "--counterparty",
+    help="Suppress the rule for this counterparty (compared trimmed, case-insensitive; also "
+    "matches alerts whose evidence lists it, e.g. fan_in_out's).",
+)
+@click.option(
+    "--until",
+    "until",
+    required=True,
+    help="Until when: an ISO date, which means the END of that day (2027-03-31: until "
+    "2027-04-01 00:00 UTC), or a moment (2027-03-31T18:00:00+01:00; naive is UTC). At most "
+    "FRAUD_SUPPRESSION_MAX_DAYS days ahead (default 365).",
 )
 @click.option("--reason", required=True, help="Why (required; kept in the audit trail).")
 @BY
@@ -174,7 +194,7 @@ def suppress_command(
 ) -> None:
     """Suppress RULE's alerts for one account or counterparty until a date (they are still
     stored, as `suppressed`, and counted)."""
-    moment = _until(until)
+    moment, day_only = _until(until)
     try:
         row = create_suppression(
             rule, moment, reason, actor, account_id=account_id, counterparty=counterparty
@@ -182,7 +202,8 @@ def suppress_command(
     except BanktasksError as exc:
         _usage(exc)
     target = f"account {row.account_id}" if row.account_id is not None else row.counterparty
-    click.echo(f"suppression #{row.id}: {row.rule} for {target} until {row.until.isoformat()}")
+    end = f" (the end of {until.strip()})" if day_only else ""
+    click.echo(f"suppression #{row.id}: {row.rule} for {target} until {row.until.isoformat()}{end}")
 
 
 @click.command("unsuppress")

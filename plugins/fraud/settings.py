@@ -156,6 +156,13 @@ class FraudSettings(PluginSettings):
     dormant_activity_days: int = Field(
         3, gt=0, le=CENTURY_DAYS, description="dormant_reactivation's window after it"
     )
+    suppression_max_days: int = Field(
+        365,
+        gt=0,
+        le=CENTURY_DAYS,
+        description="a suppression's --until is at most this many days ahead (to the end of "
+        "that day, UTC)",
+    )
 
     risk_weights: RiskWeights = Field(
         default_factory=lambda: dict(DEFAULT_RISK_WEIGHTS),

@@ -8,10 +8,16 @@ nothing to a risk score and call no hook. `suppressed` is final: lifting the
 suppression (or its expiry) makes the next hits alert normally again; an alert
 already stored as suppressed stays so (its dedup key is taken).
 
-A counterparty suppression matches an alert whose transaction's `counterparty`
-(read from `current().data`, in one query for the alerts' transaction ids) is
-that name, exactly. Alerts with no transaction (velocity, structuring and other
-account-level patterns) are matched by account suppressions only.
+A counterparty suppression matches an alert when its name is the `counterparty` of
+the alert's transaction (read from `current().data`, in one query per 500 of the
+alerts' transaction ids, only when such a suppression is active) or one of the names
+its evidence lists under `counterparties` (fan_in_out's: the distinct counterparties
+of the burst, at most 50). Names are compared as fan_in_out compares them: trimmed,
+in lower case (`normalise_counterparty`); the suppression stores its name so.
+
+A new suppression is refused when an active one already covers the same rule and
+account or (normalised) counterparty; `until` must be at most
+FRAUD_SUPPRESSION_MAX_DAYS days ahead (to the end of that day, UTC).
 
 Every creation and lift writes an audit row (`suppression.created`,
 `suppression.lifted`) in the same transaction.
@@ -20,10 +26,10 @@ Every creation and lift writes an audit row (`suppression.created`,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from core import BanktasksError, current, data_scope, get_logger, session_scope
@@ -37,6 +43,9 @@ log = get_logger(__name__)
 
 ID_CHUNK = 500
 """Ids per IN list when reading counterparties."""
+EVIDENCE_COUNTERPARTIES = "counterparties"
+"""The evidence key under which a rule lists the counterparties an alert is about (a list
+of names, as fan_in_out does): a counterparty suppression matches any of them."""
 
 
 class SuppressionError(BanktasksError, ValueError):
@@ -45,6 +54,11 @@ class SuppressionError(BanktasksError, ValueError):
 
 class SuppressionNotFoundError(BanktasksError, LookupError):
     """No suppression has that id."""
+
+
+def normalise_counterparty(name: str) -> str:
+    """A counterparty as compared: trimmed, in lower case (as fan_in_out compares them)."""
+    return name.strip().lower()
 
 
 def _clean(value: str | None, what: str, example: str) -> str:
@@ -66,10 +80,13 @@ def create_suppression(
 ) -> FraudSuppression:
     """Suppress `rule`'s alerts for one account OR one counterparty until `until`.
 
-    `until` is taken as UTC when naive and must be in the future; `rule` must be a
-    registered rule; `reason` and `actor` must not be empty. Raises SuppressionError
-    (nothing written) otherwise. Writes the suppression and its `suppression.created`
-    audit row in one transaction; returns the (detached) row.
+    `until` is taken as UTC when naive and must be in the future and no later than the
+    end (UTC) of the day FRAUD_SUPPRESSION_MAX_DAYS days from now; `rule` must be a
+    registered rule; the account must exist; `reason` and `actor` must not be empty; no
+    active suppression may already cover the rule for that account or counterparty.
+    Raises SuppressionError (nothing written) otherwise. The counterparty is stored
+    normalised (`normalise_counterparty`). Writes the suppression and its
+    `suppression.created` audit row in one transaction; returns the (detached) row.
     """
     names = {c.name for c in collect_rules(current().plugins)}
     if rule not in names:
@@ -80,8 +97,14 @@ def create_suppression(
         raise SuppressionError(
             "give exactly one of an account id or a counterparty to suppress the rule for"
         )
+    if account_id is not None and account_id <= 0:
+        raise SuppressionError(
+            f"account id {account_id} is not valid: give the id of an existing account, e.g. 42"
+        )
+    given = None
     if counterparty is not None:
-        counterparty = _clean(counterparty, "the counterparty", '"ACME Ltd"')
+        given = _clean(counterparty, "the counterparty", '"ACME Ltd"')
+        counterparty = normalise_counterparty(given)
     reason = _clean(reason, "the reason", '"known payroll provider, checked by J. Doe"')
     actor = _clean(actor, "who suppresses (actor)", "jdoe")
     moment = now or utcnow()
@@ -91,6 +114,16 @@ def create_suppression(
             f"until={until.isoformat()} is not in the future (now {moment.isoformat()}): "
             "give a later date"
         )
+    max_days = current().settings_for("fraud").suppression_max_days
+    latest = latest_until(moment, max_days)
+    if until > latest:
+        raise SuppressionError(
+            f"until={until.isoformat()} is too far ahead: a suppression lasts at most "
+            f"{max_days} days (FRAUD_SUPPRESSION_MAX_DAYS), so until {latest.isoformat()} "
+            "at the latest; give an earlier date (and renew it when it expires)"
+        )
+    if account_id is not None:
+        _check_account(account_id)
     with session_scope() as session:
         row = FraudSuppression(
             rule=rule,
@@ -102,10 +135,69 @@ def create_suppression(
             created_at=moment,
         )
         session.add(row)
-        session.flush()
-        record(session, actor, "suppression.created", "suppression", row.id, row.as_dict(), moment)
+        session.flush()  # the transaction starts with its write (SQLite: no read turned writer)
+        _refuse_duplicate(session, row, moment)
+        details = row.as_dict()
+        if given is not None and given != counterparty:
+            details["counterparty_given"] = given
+        record(session, actor, "suppression.created", "suppression", row.id, details, moment)
     log.info("fraud_suppression_created", suppression_id=row.id, rule=rule, actor=actor)
     return row
+
+
+def latest_until(moment: datetime, max_days: int) -> datetime:
+    """The latest `until` allowed at `moment`: the end (next 00:00 UTC) of the day
+    `max_days` days after it, so that a date alone that many days ahead is accepted."""
+    day = (as_utc(moment) + timedelta(days=max_days)).date() + timedelta(days=1)
+    return datetime.combine(day, time(), UTC)
+
+
+def _check_account(account_id: int) -> None:
+    """Refuse an account id that is not in `current().data.accounts` (one query)."""
+    accounts = current().data.accounts
+    with data_scope() as data:
+        found = data.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first()
+    if found is None:
+        raise SuppressionError(
+            f"account {account_id} does not exist: give the id of an existing account"
+        )
+
+
+def _refuse_duplicate(session: Session, row: FraudSuppression, moment: datetime) -> None:
+    """Raise SuppressionError when another active suppression covers `row`'s rule and
+    account or counterparty (counterparties compared normalised)."""
+    same: ColumnElement[bool]
+    if row.account_id is not None:
+        same = FraudSuppression.account_id == row.account_id
+        target = f"account {row.account_id}"
+    else:
+        same = func.lower(func.trim(FraudSuppression.counterparty)) == row.counterparty
+        target = f"counterparty {row.counterparty!r}"
+    query = (
+        select(FraudSuppression)
+        .where(
+            FraudSuppression.id != row.id,
+            FraudSuppression.rule == row.rule,
+            FraudSuppression.lifted_at.is_(None),
+            FraudSuppression.until > moment,
+            same,
+        )
+        .order_by(FraudSuppression.id)
+        .limit(1)
+    )
+    other = session.scalars(query).first()
+    if other is None:
+        return
+    if as_utc(other.until) >= as_utc(row.until):
+        raise SuppressionError(
+            f"fraud suppression #{other.id} already suppresses {row.rule} for {target} "
+            f"until {as_utc(other.until).isoformat()}, which covers until={row.until.isoformat()}"
+        )
+    raise SuppressionError(
+        f"fraud suppression #{other.id} already suppresses {row.rule} for {target} "
+        f"(until {as_utc(other.until).isoformat()}): to change its date, lift it first with "
+        f"`banktasks fraud unsuppress {other.id}`"
+    )
 
 
 def lift_suppression(suppression_id: int, actor: str) -> FraudSuppression:
@@ -125,7 +217,10 @@ def lift_suppression(suppression_id: int, actor: str) -> FraudSuppression:
         )
         row = session.get(FraudSuppression, suppression_id, populate_existing=True)
         if row is None:
-            raise SuppressionNotFoundError(f"fraud suppression #{suppression_id} does not exist")
+            raise SuppressionNotFoundError(
+                f"fraud suppression #{suppression_id} does not exist; "
+                "`banktasks fraud suppressions --all` lists them all"
+            )
         if not result.rowcount:
             raise SuppressionError(
                 f"fraud suppression #{suppression_id} was already lifted "
@@ -182,32 +277,50 @@ def counterparties(session: Session, transaction_ids: Iterable[int]) -> dict[int
     return found
 
 
+def alert_counterparties(
+    row: dict[str, Any], transaction_counterparties: dict[int, str]
+) -> set[str]:
+    """The normalised counterparties an alert row is about: its transaction's, and those
+    its evidence lists under `counterparties`."""
+    names: set[str] = set()
+    transaction_id = row.get("transaction_id")
+    if transaction_id is not None and transaction_id in transaction_counterparties:
+        names.add(transaction_counterparties[transaction_id])
+    evidence = row.get("evidence")
+    listed = evidence.get(EVIDENCE_COUNTERPARTIES) if isinstance(evidence, dict) else None
+    if isinstance(listed, list | tuple):
+        names.update(name for name in listed if isinstance(name, str))
+    return {n for n in map(normalise_counterparty, names) if n}
+
+
 def apply_suppressions(
     rows: list[dict[str, Any]],
     suppressions: list[FraudSuppression],
     transaction_counterparties: dict[int, str],
 ) -> None:
     """Mark the alert rows (before insert) an active suppression matches: status
-    `suppressed` and `suppression_id` (the lowest id when several match). Pure Python over
-    what was read: no query."""
+    `suppressed` and `suppression_id` (the lowest id when several match). An account
+    suppression matches the alert's account; a counterparty one any of
+    `alert_counterparties`. Pure Python over what was read: no query."""
     by_account: dict[tuple[str, int], int] = {}
     by_counterparty: dict[tuple[str, str], int] = {}
     for s in sorted(suppressions, key=lambda s: -s.id):
         if s.account_id is not None:
             by_account[(s.rule, s.account_id)] = s.id
         elif s.counterparty is not None:
-            by_counterparty[(s.rule, s.counterparty)] = s.id
+            by_counterparty[(s.rule, normalise_counterparty(s.counterparty))] = s.id
     if not by_account and not by_counterparty:
         return
     for row in rows:
-        match = by_account.get((row["rule"], row["account_id"]))
-        if match is None and row.get("transaction_id") is not None:
-            name = transaction_counterparties.get(row["transaction_id"])
-            if name is not None:
-                match = by_counterparty.get((row["rule"], name))
-        if match is not None:
+        rule = row["rule"]
+        matches = [by_account.get((rule, row["account_id"]))]
+        if by_counterparty:
+            names = alert_counterparties(row, transaction_counterparties)
+            matches.extend(by_counterparty.get((rule, name)) for name in names)
+        found = [m for m in matches if m is not None]
+        if found:
             row["status"] = AlertStatus.suppressed.value
-            row["suppression_id"] = match
+            row["suppression_id"] = min(found)
 
 
 def list_suppressions(
@@ -243,13 +356,17 @@ def list_suppressions(
 
 
 __all__ = [
+    "EVIDENCE_COUNTERPARTIES",
     "SuppressionError",
     "SuppressionNotFoundError",
     "active_suppressions",
+    "alert_counterparties",
     "apply_suppressions",
     "counterparties",
     "create_suppression",
     "has_counterparty_suppressions",
+    "latest_until",
     "lift_suppression",
     "list_suppressions",
+    "normalise_counterparty",
 ]
