@@ -1,6 +1,6 @@
-"""The append-only audit trail of case and suppression changes (`fraud_audit`).
+"""The append-only audit trail of case, alert and suppression changes (`fraud_audit`).
 
-Every change to a case or a suppression writes one row with `record` in the
+Every change to a case, an alert's status or a suppression writes one row with `record` in the
 transaction that makes the change, so the trail and the change commit (or roll
 back) together. The database refuses UPDATE and DELETE on the table (triggers
 created with it: `plugins.fraud.models.audit_trigger_ddl`).
@@ -21,7 +21,7 @@ from plugins.fraud.models import FraudAudit
 SYSTEM = "system"
 """The actor of changes the analysis makes (a case opened by new alerts)."""
 
-OBJECT_TYPES = ("case", "suppression")
+OBJECT_TYPES = ("case", "alert", "suppression")
 """What an audit row can be about."""
 
 

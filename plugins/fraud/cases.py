@@ -291,10 +291,10 @@ def assign_case(case_id: int, assignee: str, actor: str) -> FraudCase:
     can be reassigned). A closed case raises CaseTransitionError. One conditional UPDATE
     and a `case.assigned` audit row, in one transaction; returns the updated case."""
     assignee, actor = assignee.strip(), actor.strip()
-    if not assignee or not actor:
-        raise CaseTransitionError(
-            f"fraud case #{case_id}: give who it is assigned to and who assigns it"
-        )
+    if not assignee:
+        raise CaseTransitionError(f"fraud case #{case_id}: give who it is assigned to (--to)")
+    if not actor:
+        raise CaseTransitionError(f"fraud case #{case_id}: give who assigns it (--by)")
     now = utcnow()
     with session_scope() as session:
         before = session.get(FraudCase, case_id)
@@ -325,7 +325,8 @@ def assign_case(case_id: int, assignee: str, actor: str) -> FraudCase:
 def close_case(
     case_id: int, resolution: CaseResolution | str, note: str | None, actor: str
 ) -> FraudCase:
-    """Close a case with a resolution (`CaseResolution`) and an optional note.
+    """Close a case with a resolution (`CaseResolution`) and a note saying what was found
+    (required: CaseTransitionError without one).
 
     Its open and investigating alerts become `false_positive` when the resolution is
     false_positive, else `resolved` (one UPDATE); `open_user_id` becomes NULL, so the
@@ -341,7 +342,12 @@ def close_case(
     actor = actor.strip()
     if not actor:
         raise CaseTransitionError(f"fraud case #{case_id}: give who closes it (actor)")
-    note = (note or "").strip() or None
+    note = (note or "").strip()
+    if not note:
+        raise CaseTransitionError(
+            f"fraud case #{case_id}: give a note saying what was found (--note), e.g. "
+            '"customer confirmed the payments"'
+        )
     now = utcnow()
     with session_scope() as session:
         result: Any = session.execute(

@@ -62,7 +62,8 @@ def cases_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one array).")
 def list_cases_command(status: str | None, assignee: str | None, limit: int, as_json: bool) -> None:
     """Newest cases first: customer, status, assignee, alerts and risk score."""
-    rows = list_cases(status, assignee, limit)
+    rows = list_cases(status, assignee, limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
     if as_json:
         _echo_json(rows)
         return
@@ -79,6 +80,8 @@ def list_cases_command(status: str | None, assignee: str | None, limit: int, as_
             f"{r['id']:>6}  {customer[:28]:28} {r['status']:13} {(r['assignee'] or '-')[:14]:14} "
             f"{r['alerts']:>6} {r['score']:>8.1f}  {r['opened_at'][:19]}"
         )
+    if more:
+        click.echo(f"(the newest {limit} only: there are more; raise --limit or filter)")
 
 
 @cases_group.command("show")
@@ -109,7 +112,7 @@ def show_case_command(case_id: int, as_json: bool) -> None:
     click.echo("audit:")
     for row in case["audit"]:
         details = json.dumps(row["details"], sort_keys=True, default=str)
-        click.echo(f"  {row['at'][:19]}  {row['actor']:14} {row['action']:16} {details}")
+        click.echo(f"  {row['at'][:19]}  {row['actor']:14} {row['action']:18} {details}")
 
 
 @cases_group.command("assign")
@@ -133,9 +136,13 @@ def assign_case_command(case_id: int, assignee: str, actor: str) -> None:
     type=click.Choice([r.value for r in CaseResolution]),
     help="Why the case is closed.",
 )
-@click.option("--note", help="What was found (kept with the case and in the audit trail).")
+@click.option(
+    "--note",
+    required=True,
+    help="What was found (required; kept with the case and in the audit trail).",
+)
 @BY
-def close_case_command(case_id: int, resolution: str, note: str | None, actor: str) -> None:
+def close_case_command(case_id: int, resolution: str, note: str, actor: str) -> None:
     """Close a case; its open alerts are resolved (false_positive for that resolution)."""
     try:
         case = close_case(case_id, resolution, note, actor)
@@ -245,13 +252,26 @@ def suppressions_command(show_all: bool, as_json: bool) -> None:
 
 @click.command("audit")
 @click.option("--object", "object_type", type=click.Choice(OBJECT_TYPES), help="Only this kind.")
-@click.option("--id", "object_id", type=int, help="Only the object with this id.")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1), help="Newest.")
+@click.option("--id", "object_id", type=int, help="Only the object with this id (with --object).")
+@click.option(
+    "--limit",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Only the newest N rows (printed oldest first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one array).")
 def audit_command(
     object_type: str | None, object_id: int | None, limit: int, as_json: bool
 ) -> None:
-    """The audit trail of cases and suppressions, oldest first."""
+    """The audit trail of cases, alerts and suppressions, oldest first."""
+    if object_id is not None and object_type is None:
+        click.echo(
+            "Error: --id needs --object: case, alert and suppression ids overlap "
+            f"(e.g. --object case --id {object_id})",
+            err=True,
+        )
+        raise SystemExit(2)
     rows = audit_trail(object_type, object_id, limit)
     if as_json:
         _echo_json(rows)
@@ -259,6 +279,7 @@ def audit_command(
     if not rows:
         click.echo("no audit rows")
         return
+    click.echo(f"{'id':>6}  {'at (UTC)':19}  {'actor':14} {'action':20} object  details")
     for r in rows:
         click.echo(
             f"{r['id']:>6}  {r['at'][:19]}  {r['actor']:14} {r['action']:20} "

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core import BanktasksError, current, data_scope, session_scope
 from core.logging import mask_number
 from plugins.fraud.backtest import backtest_command
-from plugins.fraud.casework_cli import FRAUD_COMMANDS, cases_group
+from plugins.fraud.casework_cli import BY, FRAUD_COMMANDS, cases_group
 from plugins.fraud.evaluate import evaluate_command
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
@@ -88,9 +88,11 @@ def add_commands(cli: click.Group) -> None:
         """List fraud alerts and move them through their lifecycle."""
 
     @alerts.command("list")
-    @click.option("--status", type=click.Choice([s.value for s in AlertStatus]))
+    @click.option(
+        "--status", type=click.Choice([s.value for s in AlertStatus]), help="Only this status."
+    )
     @click.option("--rule", help="Only alerts of this rule.")
-    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="At most.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON (one array).")
     def list_command(status: str | None, rule: str | None, limit: int, as_json: bool) -> None:
         """Newest alerts first (account numbers are masked)."""
@@ -123,19 +125,22 @@ def add_commands(cli: click.Group) -> None:
 
     @alerts.command("investigate")
     @click.argument("alert_id", type=int)
-    def investigate_command(alert_id: int) -> None:
-        """Mark an open alert as being investigated."""
+    @BY
+    def investigate_command(alert_id: int, actor: str) -> None:
+        """Mark an open alert as being investigated (recorded in the audit trail)."""
         try:
-            click.echo(_summary(investigate_alert(alert_id)))
+            click.echo(_summary(investigate_alert(alert_id, actor)))
         except BanktasksError as exc:
             _fail(exc)
 
     @alerts.command("resolve")
     @click.argument("alert_id", type=int)
     @click.option("--false-positive", is_flag=True, help="Close it as a false positive.")
-    def resolve_command(alert_id: int, false_positive: bool) -> None:
-        """Close an alert: resolved, or false_positive with --false-positive."""
+    @BY
+    def resolve_command(alert_id: int, false_positive: bool, actor: str) -> None:
+        """Close an alert: resolved, or false_positive with --false-positive (recorded in the
+        audit trail)."""
         try:
-            click.echo(_summary(resolve_alert(alert_id, false_positive)))
+            click.echo(_summary(resolve_alert(alert_id, false_positive, actor)))
         except BanktasksError as exc:
             _fail(exc)

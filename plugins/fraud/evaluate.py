@@ -332,12 +332,18 @@ def evaluate(
     BANKTASKS_VAR_DIR). The rules run over `[since, until)`, by default the truth's seed
     window, with the app's settings, through the back-test (nothing written, no hook
     called). Off-by-default rules (the typologies) run too. EvaluationError when the
-    truth is missing; TaskArgumentError for an unknown rule name.
+    truth is missing or a rule name is unknown.
     """
+    registered = sorted({rule.name for rule in collect_rules(current().plugins)})
+    unknown = sorted(set(rules or ()) - set(registered))
+    if unknown:
+        raise EvaluationError(
+            f"unknown fraud rule(s) {', '.join(unknown)}; rules that exist: {', '.join(registered)}"
+        )
     planted = _as_truth(truth)
     start = since or datetime.fromisoformat(planted.since)
     end = until or datetime.fromisoformat(planted.until)
-    names = rules or sorted({rule.name for rule in collect_rules(current().plugins)})
+    names = rules or registered
     report = run_backtest(names, start, end, compare=False)
     instances = _patterns(planted.instances)
     near_misses = _patterns(planted.near_misses)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import BanktasksError, session_scope
 from core.db import utcnow
+from plugins.fraud.audit import SYSTEM, record
 from plugins.fraud.models import AlertStatus, FraudAlert
 
 TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
@@ -40,7 +41,7 @@ class AlertTransitionError(BanktasksError, ValueError):
     """The alert's current status does not allow the requested one."""
 
 
-def _change(session: Session, alert_id: int, target: AlertStatus) -> FraudAlert:
+def _change(session: Session, alert_id: int, target: AlertStatus, actor: str) -> FraudAlert:
     sources = [s.value for s, targets in TRANSITIONS.items() if target in targets]
     values: dict[str, object] = {"status": target.value}
     if target in CLOSED:
@@ -62,21 +63,32 @@ def _change(session: Session, alert_id: int, target: AlertStatus) -> FraudAlert:
             f"fraud alert #{alert_id} is {alert.status}; it cannot become {target.value} "
             f"(from {alert.status} it can become: {allowed})"
         )
+    record(
+        session,
+        actor,
+        f"alert.{target.value}",
+        "alert",
+        alert_id,
+        {"rule": alert.rule, "case_id": alert.case_id, "status": target.value},
+    )
     return alert
 
 
-def change_status(alert_id: int, target: AlertStatus | str) -> FraudAlert:
-    """Move an alert to `target` if its lifecycle allows it; return the updated row."""
+def change_status(alert_id: int, target: AlertStatus | str, actor: str = SYSTEM) -> FraudAlert:
+    """Move an alert to `target` if its lifecycle allows it; return the updated row.
+
+    The change and its audit row (`alert.<status>`, by `actor`) commit together."""
     with session_scope() as session:
-        return _change(session, alert_id, AlertStatus(target))
+        return _change(session, alert_id, AlertStatus(target), actor)
 
 
-def investigate_alert(alert_id: int) -> FraudAlert:
-    """open → investigating."""
-    return change_status(alert_id, AlertStatus.investigating)
+def investigate_alert(alert_id: int, actor: str = SYSTEM) -> FraudAlert:
+    """open → investigating (audited as `alert.investigating` by `actor`)."""
+    return change_status(alert_id, AlertStatus.investigating, actor)
 
 
-def resolve_alert(alert_id: int, false_positive: bool = False) -> FraudAlert:
-    """open|investigating → resolved (or false_positive); sets resolved_at."""
+def resolve_alert(alert_id: int, false_positive: bool = False, actor: str = SYSTEM) -> FraudAlert:
+    """open|investigating → resolved (or false_positive); sets resolved_at (audited by
+    `actor`)."""
     target = AlertStatus.false_positive if false_positive else AlertStatus.resolved
-    return change_status(alert_id, target)
+    return change_status(alert_id, target, actor)

@@ -255,8 +255,10 @@ class FraudSettings(PluginSettings):
             self.fan_window_hours * 60,  # a burst rule; the other typologies need no overlap
         )
         if self.overlap_hours * 60 < longest_minutes:
+            hours = -(-longest_minutes // 60)
             raise ValueError(
                 f"FRAUD_OVERLAP_HOURS={self.overlap_hours} must cover the longest rule window "
-                f"({longest_minutes} minutes), or patterns spanning two runs are missed"
+                f"({longest_minutes} minutes), or patterns spanning two runs are missed: "
+                f"set FRAUD_OVERLAP_HOURS={hours} or more"
             )
         return self

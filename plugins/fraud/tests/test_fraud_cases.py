@@ -205,7 +205,7 @@ def test_risk_scores_with_custom_weights(make_app):
         by_case = case_scores(session)
     assert sorted((v["alerts"], v["score"]) for v in by_case.values()) == [(2, 12.0), (2, 20.0)]
     alerts = bank.alerts("large_transaction")
-    close_case(alerts[0].case_id, "no_action", None, "ann")  # its alerts no longer count
+    close_case(alerts[0].case_id, "no_action", "known", "ann")  # its alerts no longer count
     with db.session() as session:
         assert account_scores(session) == {busy: 12.0}
         assert case_scores(session)[alerts[0].case_id] == {"alerts": 2, "score": 0.0}
@@ -227,11 +227,13 @@ def test_assign_and_close_transitions(sqlite_app):
     )
     assert [a.status for a in Bank(db).alerts()] == ["false_positive"]
     with pytest.raises(CaseTransitionError, match=f"#{case.id} is already closed"):
-        close_case(case.id, "no_action", None, "ann")
+        close_case(case.id, "no_action", "again", "ann")
     with pytest.raises(CaseTransitionError, match="a closed case cannot be assigned"):
         assign_case(case.id, "bob", "ann")
+    with pytest.raises(CaseTransitionError, match="give a note saying what was found"):
+        close_case(case.id, "no_action", "  ", "ann")
     with pytest.raises(CaseTransitionError, match="'maybe' is not one of: confirmed_fraud"):
-        close_case(case.id, "maybe", None, "ann")
+        close_case(case.id, "maybe", "x", "ann")
     with pytest.raises(CaseNotFoundError, match="fraud case #999 does not exist"):
         assign_case(999, "bob", "ann")
     trail = audit_trail("case", case.id)
@@ -297,7 +299,7 @@ def test_cases_commands(sqlite_app, banktasks):
     ]
     text = banktasks("cases", "show", str(case.id)).output
     assert "alerts (1):" in text and number not in text
-    assert f'case.opened      {{"alert_id": {shown["alerts"][0]["id"]}, ' in text
+    assert f'case.opened        {{"alert_id": {shown["alerts"][0]["id"]}, ' in text
 
     out = banktasks("cases", "assign", str(case.id), "--to", "bob", "--by", "ann")
     assert out.exit_code == 0 and "investigating, assigned to bob" in out.output
@@ -306,7 +308,7 @@ def test_cases_commands(sqlite_app, banktasks):
         "cases", "close", str(case.id), "--resolution", "no_action", "--note", "ok", "--by", "ann"
     )
     assert out.exit_code == 0 and "closed (no_action)" in out.output
-    again = banktasks("cases", "close", str(case.id), "--resolution", "no_action")
+    again = banktasks("cases", "close", str(case.id), "--resolution", "no_action", "--note", "x")
     assert again.exit_code == 2 and "already closed" in again.output
     missing = banktasks("cases", "show", "999")
     assert missing.exit_code == 2 and "fraud case #999 does not exist" in missing.output
@@ -318,7 +320,10 @@ def test_cases_commands(sqlite_app, banktasks):
         ("case.assigned", "ann"),
         ("case.closed", "ann"),
     ]
-    assert "case.closed" in banktasks("fraud", "audit", "--id", str(case.id)).output
+    one = banktasks("fraud", "audit", "--object", "case", "--id", str(case.id)).output
+    assert "case.closed" in one
+    unclear = banktasks("fraud", "audit", "--id", str(case.id))
+    assert unclear.exit_code == 2 and "--id needs --object" in unclear.output
     assert len(audit_trail()) == 5  # the failed close wrote nothing
     with db.session() as session:
         assert session.scalar(select(FraudAlert.status)) == "resolved"
@@ -345,3 +350,15 @@ def test_audit_is_append_only_in_its_own_schema(make_app, pg_database_url):
     assert found == ["bt_audit"]
     with pytest.raises(DBAPIError, match="append-only"), db.session() as session:
         session.execute(update(FraudAudit).values(actor="mallory"))
+
+
+def test_cases_list_says_when_it_shows_only_the_newest(sqlite_app, banktasks):
+    db = sqlite_app.runtime.db
+    for _ in range(3):
+        Bank(db).tx(customer(db)[0], "15000.00", T0)
+    analyse()
+    cut = banktasks("cases", "list", "--limit", "2").output.splitlines()
+    assert len(cut) == 1 + 2 + 1 and "the newest 2 only: there are more" in cut[-1]
+    whole = banktasks("cases", "list", "--limit", "3").output
+    assert "there are more" not in whole
+    assert len(json.loads(banktasks("cases", "list", "--limit", "2", "--json").output)) == 2

@@ -199,6 +199,9 @@ def test_cli_plant_then_evaluate(banktasks, tmp_path: Path):
     truth = tmp_path / "truth.json"
     code, output = banktasks("fraud", "evaluate", "--truth", str(truth))
     assert code == 2 and "banktasks fraud plant" in output and str(truth) in output
+    code, output = banktasks("fraud", "evaluate", "--rule", "nosuch")
+    assert code == 2 and "unknown fraud rule(s) nosuch; rules that exist: " in output
+    assert "backtest_fraud_rules" not in output
 
     code, output = banktasks("fraud", "plant", "--per-typology", "1", "--truth", str(truth))
     assert code == 0, output

@@ -172,3 +172,20 @@ def test_commands_report_bad_moves_and_unknown_ids(alerts, banktasks, cli):
     assert (result.exit_code, "fraud alert #4242 does not exist" in result.output) == (1, True)
     result = CliRunner().invoke(cli, ["alerts", "show", "4242"])
     assert result.exit_code == 1
+
+
+def test_every_status_change_is_in_the_audit_trail_with_who_made_it(alerts, banktasks):
+    from plugins.fraud.audit import audit_trail
+
+    first, second = alerts[0].id, alerts[1].id
+    assert banktasks("alerts", "investigate", str(first), "--by", "ann").exit_code == 0
+    assert banktasks("alerts", "resolve", str(first), "--by", "bob").exit_code == 0
+    resolve_alert(second, false_positive=True, actor="carol")
+    refused = banktasks("alerts", "resolve", str(second), "--by", "dave")
+    assert refused.exit_code != 0  # final already: nothing written
+    trail = [(r["action"], r["actor"], r["object_id"]) for r in audit_trail("alert")]
+    assert trail == [
+        ("alert.investigating", "ann", first),
+        ("alert.resolved", "bob", first),
+        ("alert.false_positive", "carol", second),
+    ]
