@@ -124,19 +124,28 @@ def open_cases(
     opened: set[int] = set()
     case_of: dict[int, FraudCase] = {}
     for chunk in _chunks(users):
-        rows = [
-            {
-                "user_id": user,
-                "open_user_id": user,
-                "status": CaseStatus.open.value,
-                "opened_at": now,
-                "updated_at": now,
-            }
-            for user in chunk
-        ]
-        opened.update(session.scalars(insert, rows).all())
-        query = select(FraudCase).where(FraudCase.open_user_id.in_(chunk))
-        case_of.update({c.user_id: c for c in session.scalars(query)})
+        # Twice at most: a case closed between this INSERT (which found it open) and the
+        # SELECT is gone from the SELECT; the second INSERT opens the customer a new one.
+        # FOR UPDATE holds the cases found until commit, so a close waits for this run
+        # and then closes (and resolves) the alerts it attached too.
+        missing = chunk
+        for _ in range(2):
+            rows = [
+                {
+                    "user_id": user,
+                    "open_user_id": user,
+                    "status": CaseStatus.open.value,
+                    "opened_at": now,
+                    "updated_at": now,
+                }
+                for user in missing
+            ]
+            opened.update(session.scalars(insert, rows).all())
+            query = select(FraudCase).where(FraudCase.open_user_id.in_(missing)).with_for_update()
+            case_of.update({c.user_id: c for c in session.scalars(query)})
+            missing = [user for user in missing if user not in case_of]
+            if not missing:
+                break
     updates = []
     first: dict[int, FraudAlert] = {}
     joined: dict[int, list[int]] = {}
@@ -144,7 +153,10 @@ def open_cases(
     threshold = severity_rank(min_severity)
     for alert in sorted(live, key=lambda a: a.id):
         found = case_of.get(owners[alert.account_id])
-        if found is None:  # closed between the INSERT and the SELECT: next run attaches it
+        if found is None:  # closed twice during this run: left without a case, logged
+            log.warning(
+                "fraud_alert_without_case", alert_id=alert.id, user_id=owners[alert.account_id]
+            )
             continue
         updates.append({"id": alert.id, "case_id": found.id})
         set_committed_value(alert, "case_id", found.id)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core import BanktasksError, current, data_scope, get_logger, session_scope
@@ -136,6 +136,14 @@ def create_suppression(
         )
         session.add(row)
         session.flush()  # the transaction starts with its write (SQLite: no read turned writer)
+        if session.get_bind().dialect.name == "postgresql":
+            # SQLite's write lock already makes two creations take turns; on PostgreSQL
+            # they would not see each other's row: one lock per (rule, target) until commit.
+            target = f"{rule}:{account_id if account_id is not None else counterparty}"
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"fraud_suppression:{target}"},
+            )
         _refuse_duplicate(session, row, moment)
         details = row.as_dict()
         if given is not None and given != counterparty:

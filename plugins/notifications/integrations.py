@@ -103,7 +103,8 @@ def on_report_generated(report: Any) -> dict[str, str]:
 
 @hookimpl
 def on_fraud_case_opened(case: Any, alert: Any) -> dict[str, str]:
-    """Fraud's hook: queue ONE admin e-mail per new case, about the alert that opened it.
+    """Fraud's hook: queue ONE admin e-mail per case, about the alert fraud announces it with
+    (its first at or above FRAUD_ALERT_MIN_SEVERITY, usually the one that opened it).
 
     Further alerts on the customer attach to the open case and send nothing, so a stream
     of alerts gives one e-mail. Uses `case.id`, `user_id`, `opened_at` and the alert's
@@ -117,7 +118,7 @@ def on_fraud_case_opened(case: Any, alert: Any) -> dict[str, str]:
     fields = [
         ("customer (user) id", str(case.user_id)),
         ("opened at", str(getattr(case, "opened_at", None) or "")),
-        ("opening alert", f"#{alert.id}"),
+        ("alert", f"#{alert.id}"),
         ("rule", f"{rule} (version {version})" if version else rule),
         ("severity", str(alert.severity)),
         ("score", str(getattr(alert, "score", ""))),

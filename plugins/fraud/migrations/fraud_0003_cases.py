@@ -3,9 +3,8 @@
 the columns `case_id` and `suppression_id` (NULL on alerts stored before), indexed.
 
 Idempotent: a table, column, index or trigger already there is left as it is. The
-three tables are created from the models (`Table.create(checkfirst=True)`), as
-they are at this revision's release; a later revision that changes them checks
-for its own columns, like this one does.
+three tables are spelled out here as they are at this revision (not taken from the
+models, which later revisions may change); the triggers' statements are copied too.
 
 Revision ID: fraud_0003
 Revises: fraud_0002
@@ -18,7 +17,6 @@ from alembic import op
 from sqlalchemy import inspect
 
 from core.migrate import has_column, schema_of
-from plugins.fraud.models import FraudAudit, FraudCase, FraudSuppression, audit_trigger_ddl
 
 revision = "fraud_0003"
 down_revision = "fraud_0002"
@@ -27,7 +25,77 @@ depends_on = None
 
 TABLE = "fraud_alerts"
 COLUMNS = ("case_id", "suppression_id")
-NEW_TABLES = (FraudCase.__table__, FraudSuppression.__table__, FraudAudit.__table__)
+MOMENT = sa.BigInteger  # core.db.UTCDateTime: epoch microseconds
+REFUSAL = "fraud_audit is append-only"
+
+_meta = sa.MetaData()
+NEW_TABLES = (
+    sa.Table(
+        "fraud_cases",
+        _meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("user_id", sa.Integer, nullable=False, index=True),
+        sa.Column("open_user_id", sa.Integer, nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("assignee", sa.String(100), nullable=True),
+        sa.Column("resolution", sa.String(32), nullable=True),
+        sa.Column("note", sa.Text, nullable=True),
+        sa.Column("opened_at", MOMENT, nullable=False),
+        sa.Column("updated_at", MOMENT, nullable=False),
+        sa.Column("closed_at", MOMENT, nullable=True),
+        sa.Column("announced_at", MOMENT, nullable=True),
+        sa.UniqueConstraint("open_user_id", name="uq_fraud_cases_open_user_id"),
+        sa.Index("ix_fraud_cases_status_opened", "status", "opened_at"),
+    ),
+    sa.Table(
+        "fraud_suppressions",
+        _meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("rule", sa.String(64), nullable=False),
+        sa.Column("account_id", sa.Integer, nullable=True),
+        sa.Column("counterparty", sa.String(200), nullable=True),
+        sa.Column("until", MOMENT, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("created_by", sa.String(100), nullable=False),
+        sa.Column("created_at", MOMENT, nullable=False),
+        sa.Column("lifted_at", MOMENT, nullable=True),
+        sa.Column("lifted_by", sa.String(100), nullable=True),
+        sa.Index("ix_fraud_suppressions_rule_until", "rule", "until"),
+    ),
+    sa.Table(
+        "fraud_audit",
+        _meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", MOMENT, nullable=False),
+        sa.Column("actor", sa.String(100), nullable=False),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("object_type", sa.String(16), nullable=False),
+        sa.Column("object_id", sa.Integer, nullable=False),
+        sa.Column("details", sa.JSON, nullable=False),
+        sa.Index("ix_fraud_audit_object", "object_type", "object_id"),
+    ),
+)
+
+
+def _trigger_ddl(dialect: str, schema: str | None) -> list[str]:
+    """The statements that make fraud_audit append-only (as at this revision)."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS fraud_audit_no_{verb.lower()} BEFORE {verb} "
+            f"ON fraud_audit BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+    if dialect == "postgresql":
+        prefix = f'"{schema}".' if schema else ""
+        function = f"{prefix}fraud_audit_append_only"
+        return [
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{REFUSAL}'; END $$",
+            f"DROP TRIGGER IF EXISTS fraud_audit_append_only ON {prefix}fraud_audit",
+            f"CREATE TRIGGER fraud_audit_append_only BEFORE UPDATE OR DELETE ON "
+            f"{prefix}fraud_audit FOR EACH ROW EXECUTE FUNCTION {function}()",
+        ]
+    return []
 
 
 def _indexes(table: str) -> set[str]:
@@ -38,9 +106,9 @@ def _indexes(table: str) -> set[str]:
 def upgrade() -> None:
     bind = op.get_bind()
     for table in NEW_TABLES:
-        table.create(bind, checkfirst=True)  # fraud_audit's triggers come with it
-    for statement in audit_trigger_ddl(bind.dialect.name, schema_of(bind)):
-        bind.exec_driver_sql(statement)  # and when the table was there already
+        table.create(bind, checkfirst=True)
+    for statement in _trigger_ddl(bind.dialect.name, schema_of(bind)):
+        bind.exec_driver_sql(statement)
     missing = [name for name in COLUMNS if not has_column(TABLE, name)]
     indexes = _indexes(TABLE)
     unindexed = [name for name in COLUMNS if f"ix_{TABLE}_{name}" not in indexes]

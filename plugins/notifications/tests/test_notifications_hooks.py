@@ -157,7 +157,7 @@ def test_a_new_fraud_case_queues_one_admin_email_about_its_opening_alert(app: An
     for expected in (
         "Fraud case #3 opened",
         "customer (user) id: 5",
-        "opening alert: #7",
+        "alert: #7",
         "rule: large_transaction (version 1)",
         "severity: high",
         "score: 0.93",
