@@ -150,15 +150,11 @@ def run_rules(app: Any, names: list[str] | None, days: int) -> tuple[float, dict
 
 def run_backtest_once(app: Any, days: int) -> tuple[float, str]:
     """Seconds of one back-test of every active rule over the last `days` days, and what
-    ran: `run_backtest`, or the engine's read phase while plugins.fraud.backtest is
-    missing."""
+    ran."""
+    from plugins.fraud.backtest import run_backtest
+
     app.set_current()
     since = NOW - timedelta(days=days)
-    try:
-        from plugins.fraud.backtest import run_backtest
-    except ImportError:
-        seconds, _keys = run_rules(app, None, days)
-        return seconds, "engine read phase (plugins.fraud.backtest missing)"
     started = time.perf_counter()
     report = run_backtest(None, since, NOW, compare=True)
     seconds = time.perf_counter() - started

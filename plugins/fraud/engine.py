@@ -18,7 +18,6 @@ from core.validators import as_utc
 from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, rule_settings_hash
 from plugins.fraud.cases import account_owners, open_cases
 from plugins.fraud.models import (
-    SEVERITIES,
     AlertStatus,
     FraudAlert,
     FraudCase,
@@ -336,12 +335,7 @@ class _Stored:
     announce: list[tuple[FraudCase, FraudAlert]]
 
 
-def _store(
-    session: Session,
-    found: _Found,
-    now: datetime | None = None,
-    min_severity: str = SEVERITIES[0],
-) -> _Stored:
+def _store(session: Session, found: _Found, now: datetime, min_severity: str) -> _Stored:
     """The write phase: insert every rule's rows (those an active suppression matches as
     `suppressed`), attach the new unsuppressed alerts to their customers' open cases
     (opening the missing ones), move the watermark."""
@@ -356,7 +350,7 @@ def _store(
         if hushed:
             suppressed[name] = hushed
         created.extend(new)
-    cases = open_cases(session, created, found.owners, now or utcnow(), min_severity)
+    cases = open_cases(session, created, found.owners, now, min_severity)
     if found.window.from_watermark:
         _advance_watermark(session, found.window.until)
     return _Stored(by_rule, created, suppressed, cases.opened, cases.announce)
@@ -388,13 +382,12 @@ def analyse(since: datetime | None = None, until: datetime | None = None) -> Out
     outcome.notified, outcome.notify_failed = _emit(live, settings.alert_min_severity)
     outcome.cases_opened = len(stored.opened)
     outcome.case_notify_failed = _emit_cases(stored.announce)
-    new_alerts = stored.created
     log.info(
         "fraud_analysis_done",
         since=found.window.since.isoformat(),
         until=found.window.until.isoformat(),
         scanned=outcome.scanned,
-        alerts_created=len(new_alerts),
+        alerts_created=len(stored.created),
         suppressed=sum(outcome.suppressed_by_rule.values()),
         cases_opened=outcome.cases_opened,
     )
