@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,13 +46,14 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from pydantic_settings import EnvSettingsSource
-from sqlalchemy import BigInteger, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import ConfigError, Contribution, TaskArgumentError, current, get_logger
 from core.db import to_micros, utcnow
 from core.validators import as_utc
 from plugins.fraud.api import RuleContext, rule_settings_hash
+from plugins.fraud.bankdata import transaction_times
 from plugins.fraud.engine import alert_rows, resolve_window
 from plugins.fraud.models import FraudAlert
 from plugins.fraud.rules import collect_rules, select_rules
@@ -63,8 +64,6 @@ log = get_logger(__name__)
 TASK = "fraud.backtest_fraud_rules"
 SAMPLE_KEYS = 20
 """How many keys of new / no longer raised hits a report lists per rule."""
-ID_CHUNK = 1000
-"""Transaction ids per query when reading the times of stored alerts."""
 WINDOW_KEY = re.compile(r"^account:\d+:(-?\d+)$")
 """The key `finding_key` derives from `account_id` + `window_start` (epoch µs)."""
 
@@ -353,20 +352,6 @@ def _stored(session: Session, names: list[str]) -> dict[str, dict[str, int | Non
     return stored
 
 
-def _times(session: Session, ids: Iterable[int]) -> dict[int, int]:
-    """Transaction id → created_at (epoch µs), read from `current().data` in `session`;
-    one query per ID_CHUNK ids."""
-    tx = current().data.transactions
-    at = type_coerce(tx.c.created_at, BigInteger)
-    wanted = sorted(set(ids))
-    times: dict[int, int] = {}
-    for start in range(0, len(wanted), ID_CHUNK):
-        chunk = wanted[start : start + ID_CHUNK]
-        for tid, micros in session.execute(select(tx.c.id, at).where(tx.c.id.in_(chunk))):
-            times[int(tid)] = int(micros)
-    return times
-
-
 def _lead(rule: str, *settings: FraudSettings) -> int:
     """How long (µs) after its transaction a stored alert's pattern may complete."""
     span = LEADS.get(rule)
@@ -389,7 +374,7 @@ def _compare(
         result.new = [key for key in result.keys if key not in known]
         result.unchanged = [key for key in result.keys if key in known]
         missing[result.name] = {k: t for k, t in known.items() if k not in keys}
-    times = _times(
+    times = transaction_times(
         data, (tid for gone in missing.values() for tid in gone.values() if tid is not None)
     )
     since_us, until_us = to_micros(plan.since), to_micros(plan.until)

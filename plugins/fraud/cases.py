@@ -27,9 +27,10 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import BanktasksError, current, data_scope, get_logger, session_scope
+from core import BanktasksError, current, get_logger, session_scope
 from core.db import dialect_insert, utcnow
 from plugins.fraud.audit import SYSTEM, audit_trail, record, record_many
+from plugins.fraud.bankdata import account_numbers, chunks, customer_emails, masked
 from plugins.fraud.lifecycle import UNRESOLVED
 from plugins.fraud.models import (
     SEVERITIES,
@@ -44,9 +45,6 @@ from plugins.fraud.settings import FraudSettings
 
 log = get_logger(__name__)
 
-ID_CHUNK = 500
-"""Ids per IN list (and rows per INSERT)."""
-
 NOT_CLOSED = (CaseStatus.open.value, CaseStatus.investigating.value)
 """Statuses of a case that new alerts join."""
 
@@ -57,24 +55,6 @@ class CaseNotFoundError(BanktasksError, LookupError):
 
 class CaseTransitionError(BanktasksError, ValueError):
     """The case's current status does not allow the requested change."""
-
-
-def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
-    ordered = sorted(set(ids))
-    for start in range(0, len(ordered), ID_CHUNK):
-        yield ordered[start : start + ID_CHUNK]
-
-
-def account_owners(session: Session, account_ids: Iterable[int]) -> dict[int, int]:
-    """Account id → user id, read where the accounts live (`current().data`): one query per
-    500 ids. Accounts not found are left out."""
-    accounts = current().data.accounts
-    owners: dict[int, int] = {}
-    with data_scope(session) as data:
-        for ids in _chunks(account_ids):
-            query = select(accounts.c.id, accounts.c.user_id).where(accounts.c.id.in_(ids))
-            owners.update({account: user for account, user in data.execute(query)})
-    return owners
 
 
 @dataclass
@@ -123,7 +103,7 @@ def open_cases(
     )
     opened: set[int] = set()
     case_of: dict[int, FraudCase] = {}
-    for chunk in _chunks(users):
+    for chunk in chunks(users):
         # Twice at most: a case closed between this INSERT (which found it open) and the
         # SELECT is gone from the SELECT; the second INSERT opens the customer a new one.
         # FOR UPDATE holds the cases found until commit, so a close waits for this run
@@ -200,7 +180,7 @@ def _announce(
         return []
     by_id = {c.id: c for c in case_of.values()}
     marked: set[int] = set()
-    for ids in _chunks(worth):
+    for ids in chunks(worth):
         result = session.execute(
             update(FraudCase)
             .where(FraudCase.id.in_(ids), FraudCase.announced_at.is_(None))
@@ -251,7 +231,7 @@ def account_scores(
     if account_ids is None:
         return {account: float(score) for account, score in session.execute(base)}
     scores: dict[int, float] = {}
-    for ids in _chunks(account_ids):
+    for ids in chunks(account_ids):
         query = base.where(FraudAlert.account_id.in_(ids))
         scores.update({account: float(score) for account, score in session.execute(query)})
     return scores
@@ -287,7 +267,7 @@ def case_scores(
     if case_ids is None:
         rows = list(session.execute(base))
     else:
-        for ids in _chunks(case_ids):
+        for ids in chunks(case_ids):
             rows.extend(session.execute(base.where(FraudAlert.case_id.in_(ids))))
     return {case_id: {"alerts": int(n), "score": float(s)} for case_id, n, s in rows}
 
@@ -417,16 +397,6 @@ def close_case(
     return row
 
 
-def _customers(session: Session, user_ids: set[int]) -> dict[int, str]:
-    """User id → e-mail (the customer), read where users live; one query."""
-    if not user_ids:
-        return {}
-    users = current().data.users
-    with data_scope(session) as data:
-        query = select(users.c.id, users.c.email).where(users.c.id.in_(sorted(user_ids)))
-        return {user: email for user, email in data.execute(query)}
-
-
 def list_cases(
     status: str | None = None, assignee: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
@@ -440,7 +410,7 @@ def list_cases(
     with session_scope() as session:
         cases = session.scalars(query).all()
         scores = case_scores(session, [c.id for c in cases])
-        customers = _customers(session, {c.user_id for c in cases})
+        customers = customer_emails(session, {c.user_id for c in cases})
         return [
             {
                 **c.as_dict(),
@@ -454,8 +424,6 @@ def list_cases(
 def show_case(case_id: int) -> dict[str, Any]:
     """One case with its alerts (masked account numbers, each account's risk score) and its
     audit trail. Raises CaseNotFoundError."""
-    from plugins.fraud.cli import _masked, account_numbers
-
     with session_scope() as session:
         row = session.get(FraudCase, case_id)
         if row is None:
@@ -467,20 +435,20 @@ def show_case(case_id: int) -> dict[str, Any]:
         numbers = account_numbers(session, accounts)
         scores = account_scores(session, accounts)
         totals = case_scores(session, [case_id]).get(case_id, {"alerts": 0, "score": 0.0})
-        customer = _customers(session, {row.user_id}).get(row.user_id)
+        customer = customer_emails(session, {row.user_id}).get(row.user_id)
         return {
             **row.as_dict(),
             "customer": customer,
             **totals,
             "accounts": {
                 str(account): {
-                    "account": _masked(numbers.get(account)),
+                    "account": masked(numbers.get(account)),
                     "score": scores.get(account, 0.0),
                 }
                 for account in sorted(accounts)
             },
             "alerts": [
-                {**a.as_dict(), "account": _masked(numbers.get(a.account_id))} for a in alerts
+                {**a.as_dict(), "account": masked(numbers.get(a.account_id))} for a in alerts
             ],
             "audit": audit_trail("case", case_id, session=session),
         }
@@ -489,7 +457,6 @@ def show_case(case_id: int) -> dict[str, Any]:
 __all__ = [
     "CaseNotFoundError",
     "CaseTransitionError",
-    "account_owners",
     "account_scores",
     "assign_case",
     "case_scores",

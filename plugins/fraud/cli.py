@@ -8,35 +8,15 @@ from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from core import BanktasksError, current, data_scope, session_scope
-from core.logging import mask_number
+from core import BanktasksError, session_scope
 from plugins.fraud.backtest import backtest_command
+from plugins.fraud.bankdata import account_numbers, masked
 from plugins.fraud.casework_cli import BY, FRAUD_COMMANDS, cases_group
 from plugins.fraud.evaluate import evaluate_command
 from plugins.fraud.lifecycle import investigate_alert, resolve_alert
 from plugins.fraud.models import AlertStatus, FraudAlert
 from plugins.fraud.planting import plant_command
-
-
-def _masked(number: str | None) -> str:
-    """`core.logging.mask_number` (`****1234`); `-` without a number, and a number of four
-    characters or fewer is hidden whole."""
-    if not number:
-        return "-"
-    return mask_number(number) if len(number) > 4 else "****"
-
-
-def account_numbers(session: Session, account_ids: set[int]) -> dict[int, str]:
-    """Account numbers by id, read where the accounts live (`current().data`, maybe a bank's
-    own table in another database): one query for the ids asked."""
-    if not account_ids:
-        return {}
-    accounts = current().data.accounts
-    with data_scope(session) as data:
-        query = select(accounts.c.id, accounts.c.number).where(accounts.c.id.in_(account_ids))
-        return {account_id: number for account_id, number in data.execute(query)}
 
 
 def list_alerts(
@@ -54,7 +34,7 @@ def list_alerts(
         alerts = session.scalars(query).all()
         numbers = account_numbers(session, {alert.account_id for alert in alerts})
         return [
-            {**alert.as_dict(), "account": _masked(numbers.get(alert.account_id))}
+            {**alert.as_dict(), "account": masked(numbers.get(alert.account_id))}
             for alert in alerts
         ]
 
@@ -121,7 +101,7 @@ def add_commands(cli: click.Group) -> None:
             if alert is None:
                 raise click.ClickException(f"fraud alert #{alert_id} does not exist")
             number = account_numbers(session, {alert.account_id}).get(alert.account_id)
-        click.echo(json.dumps({**alert.as_dict(), "account": _masked(number)}, indent=2))
+        click.echo(json.dumps({**alert.as_dict(), "account": masked(number)}, indent=2))
 
     @alerts.command("investigate")
     @click.argument("alert_id", type=int)

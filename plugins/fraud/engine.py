@@ -16,7 +16,8 @@ from core import DataTables, Runtime, TaskArgumentError, current, get_logger
 from core.db import dialect_insert, to_micros, utcnow
 from core.validators import as_utc
 from plugins.fraud.api import Finding, Rule, RuleContext, finding_key, rule_settings_hash
-from plugins.fraud.cases import account_owners, open_cases
+from plugins.fraud.bankdata import account_owners, counterparties
+from plugins.fraud.cases import open_cases
 from plugins.fraud.models import (
     AlertStatus,
     FraudAlert,
@@ -27,7 +28,7 @@ from plugins.fraud.models import (
 )
 from plugins.fraud.rules import collect_rules, select_rules
 from plugins.fraud.settings import FraudSettings
-from plugins.fraud.suppression import active_suppressions, apply_suppressions, counterparties
+from plugins.fraud.suppression import active_suppressions, apply_suppressions
 
 log = get_logger(__name__)
 

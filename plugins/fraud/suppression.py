@@ -41,8 +41,6 @@ from plugins.fraud.rules import collect_rules
 
 log = get_logger(__name__)
 
-ID_CHUNK = 500
-"""Ids per IN list when reading counterparties."""
 EVIDENCE_COUNTERPARTIES = "counterparties"
 """The evidence key under which a rule lists the counterparties an alert is about (a list
 of names, as fan_in_out does): a counterparty suppression matches any of them."""
@@ -267,24 +265,6 @@ def has_counterparty_suppressions(session: Session, rules: Iterable[str], now: d
     return any(s.counterparty is not None for s in active_suppressions(session, rules, now))
 
 
-def counterparties(session: Session, transaction_ids: Iterable[int]) -> dict[int, str]:
-    """Counterparty by transaction id, read where the transactions live (`current().data`):
-    one query per 500 ids; transactions without a counterparty are left out."""
-    ids = sorted(set(transaction_ids))
-    if not ids:
-        return {}
-    transactions = current().data.transactions
-    found: dict[int, str] = {}
-    with data_scope(session) as data:
-        for start in range(0, len(ids), ID_CHUNK):
-            query = select(transactions.c.id, transactions.c.counterparty).where(
-                transactions.c.id.in_(ids[start : start + ID_CHUNK]),
-                transactions.c.counterparty.is_not(None),
-            )
-            found.update({tx: name for tx, name in data.execute(query)})
-    return found
-
-
 def alert_counterparties(
     row: dict[str, Any], transaction_counterparties: dict[int, str]
 ) -> set[str]:
@@ -370,7 +350,6 @@ __all__ = [
     "active_suppressions",
     "alert_counterparties",
     "apply_suppressions",
-    "counterparties",
     "create_suppression",
     "has_counterparty_suppressions",
     "latest_until",

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from banktasks_testing import seed_data
-from plugins.fraud.cases import account_owners
+from plugins.fraud.bankdata import account_owners
 from plugins.fraud.engine import active_rules
 from plugins.fraud.models import FraudAlert, FraudCase
 
