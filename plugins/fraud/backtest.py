@@ -56,7 +56,7 @@ from plugins.fraud.api import RuleContext, rule_settings_hash
 from plugins.fraud.bankdata import transaction_times
 from plugins.fraud.engine import alert_rows, resolve_window
 from plugins.fraud.models import FraudAlert
-from plugins.fraud.rules import collect_rules, select_rules
+from plugins.fraud.rules import collect_rules, select_rules, unknown_rules
 from plugins.fraud.settings import FraudSettings
 
 log = get_logger(__name__)
@@ -290,12 +290,9 @@ def _choose(
         except ConfigError as exc:
             raise TaskArgumentError(f"{TASK}: {exc}") from None
     by_name = {rule.name: rule for rule in registered}
-    unknown = sorted({name for name in names if name not in by_name})
-    if unknown:
-        raise TaskArgumentError(
-            f"{TASK}: unknown fraud rule(s) {', '.join(unknown)}; rules that exist: "
-            f"{', '.join(sorted(by_name)) or '(none)'}"
-        )
+    problem = unknown_rules(names, by_name)
+    if problem:
+        raise TaskArgumentError(f"{TASK}: {problem}")
     if not names:
         raise TaskArgumentError(f"{TASK}: rules=[] names no rule; omit it for the active rules")
     return [by_name[name] for name in sorted(set(names))]

@@ -49,7 +49,7 @@ import click
 from core import BanktasksError, current
 from plugins.fraud.backtest import run_backtest
 from plugins.fraud.planting import DB_SEED, PlantedTruth, default_truth_path, load_truth
-from plugins.fraud.rules import collect_rules
+from plugins.fraud.rules import collect_rules, unknown_rules
 
 EVIDENCE_ID_LISTS = ("transaction_ids", "outbound_ids")
 EVIDENCE_IDS = ("inbound_id", "first_transaction_id")
@@ -335,11 +335,9 @@ def evaluate(
     truth is missing or a rule name is unknown.
     """
     registered = sorted({rule.name for rule in collect_rules(current().plugins)})
-    unknown = sorted(set(rules or ()) - set(registered))
-    if unknown:
-        raise EvaluationError(
-            f"unknown fraud rule(s) {', '.join(unknown)}; rules that exist: {', '.join(registered)}"
-        )
+    problem = unknown_rules(rules or (), registered)
+    if problem:
+        raise EvaluationError(problem)
     planted = _as_truth(truth)
     start = since or datetime.fromisoformat(planted.since)
     end = until or datetime.fromisoformat(planted.until)

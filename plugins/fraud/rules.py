@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from core import ConfigError, Contribution, PluginSet
@@ -41,6 +42,19 @@ def collect_rules(plugins: PluginSet) -> list[Contribution]:
     )
 
 
+def unknown_rules(asked: Iterable[str], registered: Iterable[str]) -> str | None:
+    """What is wrong with the rule names `asked` (`unknown fraud rule(s) …; rules that exist:
+    …`), or None when every one is registered. Each caller raises its own error with it."""
+    existing = set(registered)
+    unknown = sorted(set(asked) - existing)
+    if not unknown:
+        return None
+    return (
+        f"unknown fraud rule(s) {', '.join(unknown)}; rules that exist: "
+        f"{', '.join(sorted(existing)) or '(none)'}"
+    )
+
+
 def select_rules(rules: list[Contribution], settings: FraudSettings) -> list[Contribution]:
     """Apply FRAUD_RULES (allow-list), FRAUD_ENABLE_RULES (rules that are off by default:
     `enabled_by_default = False` on the rule) and FRAUD_DISABLE_RULES (deny-list, wins);
@@ -50,18 +64,14 @@ def select_rules(rules: list[Contribution], settings: FraudSettings) -> list[Con
     FRAUD_ENABLE_RULES names. The rules come back sorted by name (the order they run in).
     """
     names = {rule.name for rule in rules}
-    existing = ", ".join(sorted(names)) or "(none)"
     for setting, listed in (
         ("FRAUD_RULES", settings.rules),
         ("FRAUD_ENABLE_RULES", settings.enable_rules),
         ("FRAUD_DISABLE_RULES", settings.disable_rules),
     ):
-        unknown = sorted(set(listed or ()) - names)
-        if unknown:
-            raise ConfigError(
-                f"{setting}={','.join(listed or ())}: unknown fraud rule(s) "
-                f"{', '.join(unknown)}; rules that exist: {existing}"
-            )
+        problem = unknown_rules(listed or (), names)
+        if problem:
+            raise ConfigError(f"{setting}={','.join(listed or ())}: {problem}")
     enabled = set(settings.enable_rules or ())
     allow = (
         set(settings.rules)

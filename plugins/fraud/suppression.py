@@ -37,7 +37,7 @@ from core.db import utcnow
 from core.validators import as_utc
 from plugins.fraud.audit import record
 from plugins.fraud.models import AlertStatus, FraudAlert, FraudSuppression
-from plugins.fraud.rules import collect_rules
+from plugins.fraud.rules import collect_rules, unknown_rules
 
 log = get_logger(__name__)
 
@@ -86,11 +86,9 @@ def create_suppression(
     normalised (`normalise_counterparty`). Writes the suppression and its
     `suppression.created` audit row in one transaction; returns the (detached) row.
     """
-    names = {c.name for c in collect_rules(current().plugins)}
-    if rule not in names:
-        raise SuppressionError(
-            f"unknown fraud rule {rule!r}; registered rules: {', '.join(sorted(names))}"
-        )
+    problem = unknown_rules([rule], (c.name for c in collect_rules(current().plugins)))
+    if problem:
+        raise SuppressionError(problem)
     if (account_id is None) == (counterparty is None):
         raise SuppressionError(
             "give exactly one of an account id or a counterparty to suppress the rule for"

@@ -157,7 +157,7 @@ def test_lifting_a_suppression(sqlite_app, heard):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"rule": "nope"}, "unknown fraud rule 'nope'; registered rules: "),
+        ({"rule": "nope"}, r"unknown fraud rule\(s\) nope; rules that exist: "),
         ({"reason": "  "}, "the reason is empty"),
         ({"until": datetime(2020, 1, 1)}, "is not in the future"),
         ({"counterparty": "ACME"}, "exactly one of an account id or a counterparty"),
