@@ -36,7 +36,6 @@ of the rule, whatever its time or status.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from core.db import to_micros, utcnow
 from core.validators import as_utc
 from plugins.fraud.api import RuleContext, rule_settings_hash
 from plugins.fraud.bankdata import transaction_times
+from plugins.fraud.cli_errors import BadInput
 from plugins.fraud.engine import alert_rows, resolve_window
 from plugins.fraud.models import FraudAlert
 from plugins.fraud.rules import collect_rules, select_rules, unknown_rules
@@ -567,8 +567,7 @@ def backtest_command(
             compare=not no_compare,
         )
     except (TaskArgumentError, ConfigError) as exc:
-        click.echo(f"banktasks fraud backtest: {str(exc).removeprefix(TASK + ': ')}", err=True)
-        sys.exit(2)
+        raise BadInput(str(exc).removeprefix(TASK + ": ")) from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

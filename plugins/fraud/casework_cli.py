@@ -18,6 +18,7 @@ import click
 from core import BanktasksError
 from plugins.fraud.audit import OBJECT_TYPES, audit_trail
 from plugins.fraud.cases import assign_case, close_case, list_cases, show_case
+from plugins.fraud.cli_errors import BadInput
 from plugins.fraud.models import CaseResolution, CaseStatus
 from plugins.fraud.suppression import create_suppression, lift_suppression, list_suppressions
 
@@ -39,9 +40,8 @@ BY = click.option(
 
 
 def _usage(exc: BanktasksError) -> None:
-    """Exit 2 with one line (click's usage error, without the usage text)."""
-    click.echo(f"Error: {exc}", err=True)
-    raise SystemExit(2)
+    """Refuse the command with the error's message (`BadInput`: exit 2, one line)."""
+    raise BadInput(str(exc)) from None
 
 
 def _echo_json(value: Any) -> None:
@@ -266,12 +266,10 @@ def audit_command(
 ) -> None:
     """The audit trail of cases, alerts and suppressions, oldest first."""
     if object_id is not None and object_type is None:
-        click.echo(
-            "Error: --id needs --object: case, alert and suppression ids overlap "
-            f"(e.g. --object case --id {object_id})",
-            err=True,
+        raise BadInput(
+            "--id needs --object: case, alert and suppression ids overlap "
+            f"(e.g. --object case --id {object_id})"
         )
-        raise SystemExit(2)
     rows = audit_trail(object_type, object_id, limit)
     if as_json:
         _echo_json(rows)

@@ -48,6 +48,7 @@ import click
 
 from core import BanktasksError, current
 from plugins.fraud.backtest import run_backtest
+from plugins.fraud.cli_errors import BadInput
 from plugins.fraud.planting import DB_SEED, PlantedTruth, default_truth_path, load_truth
 from plugins.fraud.rules import collect_rules, unknown_rules
 
@@ -366,10 +367,6 @@ def evaluate(
 # -- the commands --------------------------------------------------------------------------
 
 
-class _UsageFailure(click.ClickException):
-    exit_code = 2
-
-
 @click.command("evaluate")
 @click.option(
     "--truth",
@@ -389,7 +386,7 @@ def evaluate_command(truth_path: Path | None, rules: tuple[str, ...], as_json: b
     try:
         result = evaluate(truth_path, rules=list(rules) or None)
     except EvaluationError as exc:
-        raise _UsageFailure(str(exc)) from None
+        raise BadInput(str(exc)) from None
     except BanktasksError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.table())

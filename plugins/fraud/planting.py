@@ -58,6 +58,7 @@ from core import BanktasksError, NoAppError, current
 from core.db import Database, from_micros, from_minor, to_micros, to_minor, utcnow
 from core.files import write_bytes_atomic
 from core.models import Account, Transaction, User
+from plugins.fraud.cli_errors import BadInput
 from plugins.fraud.settings import FraudSettings
 
 SECOND_US = 1_000_000
@@ -964,10 +965,6 @@ def plant_typologies(
 # -- the command ------------------------------------------------------------------------------
 
 
-class _UsageFailure(click.ClickException):
-    exit_code = 2
-
-
 def read_seed_summary(stream: IO[str]) -> dict[str, Any]:
     """The SeedSummary JSON `banktasks db seed --json` printed, read from `stream`: the
     whole text, else its last line that is a JSON object (lines logged before it do no
@@ -981,7 +978,7 @@ def read_seed_summary(stream: IO[str]) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     name = getattr(stream, "name", "<stdin>")
-    raise _UsageFailure(
+    raise BadInput(
         f"--seed-summary {name}: no JSON object in it; give what `banktasks db seed "
         "--json` printed (e.g. `banktasks db seed --json > seed.json`)"
     )

@@ -238,7 +238,7 @@ def test_the_command_reports_errors_in_one_line(banktasks, args, message):
     result = banktasks(*window, *args)
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("banktasks fraud backtest: ")
+    assert result.stderr.startswith("Error: ")
     assert message in result.stderr
 
 
