@@ -134,7 +134,10 @@ class Rule(Protocol):
     override it). Optional: `settings_fields`, the names of the settings fields the
     rule reads (its plugin's or the fraud plugin's), so that its alerts' settings
     hash covers only those (`rule_settings_hash`); `enabled_by_default = False` to
-    run only when FRAUD_ENABLE_RULES or FRAUD_RULES names it.
+    run only when FRAUD_ENABLE_RULES or FRAUD_RULES names it; `completes_within(settings)`
+    (a `timedelta`) when a pattern may complete that long after the transaction its
+    alert points at (the back-test then counts a stored alert as "no longer raised" only
+    when the window could have seen it whole).
     """
 
     name: str

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,13 +65,6 @@ SAMPLE_KEYS = 20
 """How many keys of new / no longer raised hits a report lists per rule."""
 WINDOW_KEY = re.compile(r"^account:\d+:(-?\d+)$")
 """The key `finding_key` derives from `account_id` + `window_start` (epoch µs)."""
-
-LEADS: dict[str, Callable[[FraudSettings], timedelta]] = {
-    "pass_through": lambda s: timedelta(hours=s.pass_through_hours),
-    "dormant_reactivation": lambda s: timedelta(days=s.dormant_activity_days),
-}
-"""How long after the transaction an alert points at its pattern may complete (rules not
-listed: 0, the transaction is the anchor)."""
 
 
 @dataclass
@@ -349,12 +341,16 @@ def _stored(session: Session, names: list[str]) -> dict[str, dict[str, int | Non
     return stored
 
 
-def _lead(rule: str, *settings: FraudSettings) -> int:
-    """How long (µs) after its transaction a stored alert's pattern may complete."""
-    span = LEADS.get(rule)
-    if span is None:
+def _lead(contribution: Contribution, own: Any) -> int:
+    """How long (µs) after its transaction a stored alert's pattern may complete: the rule's
+    optional `completes_within(settings)`, with the settings of the back-test and with
+    those configured (whichever is longer); 0 without it (the transaction is the anchor)."""
+    completes_within = getattr(contribution.obj, "completes_within", None)
+    if completes_within is None:
         return 0
-    return max(span(s) // timedelta(microseconds=1) for s in settings)
+    configured = current().settings_for(contribution.plugin)
+    spans = (completes_within(settings) for settings in (own, configured))
+    return max(span // timedelta(microseconds=1) for span in spans)
 
 
 def _compare(
@@ -375,8 +371,9 @@ def _compare(
         data, (tid for gone in missing.values() for tid in gone.values() if tid is not None)
     )
     since_us, until_us = to_micros(plan.since), to_micros(plan.until)
+    leads = {c.name: _lead(c, own) for c, own, _ in plan.rules}
     for result in results:
-        lead = _lead(result.name, plan.configured, plan.fraud)
+        lead = leads[result.name]
         gone = []
         for key, tid in missing[result.name].items():
             if tid is not None:

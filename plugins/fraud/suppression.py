@@ -169,13 +169,13 @@ def _check_account(account_id: int) -> None:
 
 def _refuse_duplicate(session: Session, row: FraudSuppression, moment: datetime) -> None:
     """Raise SuppressionError when another active suppression covers `row`'s rule and
-    account or counterparty (counterparties compared normalised)."""
+    account or counterparty (counterparties are stored normalised)."""
     same: ColumnElement[bool]
     if row.account_id is not None:
         same = FraudSuppression.account_id == row.account_id
         target = f"account {row.account_id}"
     else:
-        same = func.lower(func.trim(FraudSuppression.counterparty)) == row.counterparty
+        same = FraudSuppression.counterparty == row.counterparty  # stored normalised
         target = f"counterparty {row.counterparty!r}"
     query = (
         select(FraudSuppression)

@@ -690,6 +690,10 @@ class PassThrough:
     version = "1"
     settings_fields = ("pass_through_percent", "pass_through_hours", "pass_through_min_amount")
 
+    def completes_within(self, settings: Any) -> timedelta:
+        """How long after its deposit (the alert's transaction) a pass-through completes."""
+        return timedelta(hours=settings.pass_through_hours)
+
     def find(self, ctx: RuleContext) -> Iterator[Finding]:
         """One finding per deposit passed through."""
         s = ctx.fraud_settings
@@ -809,6 +813,10 @@ class DormantReactivation:
     severity = "medium"
     version = "1"
     settings_fields = ("dormant_days", "dormant_amount", "dormant_activity_days")
+
+    def completes_within(self, settings: Any) -> timedelta:
+        """How long after its first new transaction (the alert's) a reactivation completes."""
+        return timedelta(days=settings.dormant_activity_days)
 
     @staticmethod
     def _fewer_accounts(ctx: RuleContext, read_from: int, read_until: int) -> bool:
