@@ -199,15 +199,26 @@ SCAN_SHARE = 0.5
 read by scanning the table (`scan_conditions`)."""
 
 
+def _time_span(ctx: RuleContext) -> tuple[int | None, int | None]:
+    """The first and the last transaction's created_at (two index seeks), read once per
+    session: every rule of one analysis asks, and a heuristic needs no fresher figure."""
+    cache = ctx.session.info.setdefault("fraud_time_span", {})
+    key = id(ctx.tables.transactions)
+    if key not in cache:
+        c = _columns(ctx)
+        first = ctx.session.execute(select(func.min(c.at))).scalar()
+        last = ctx.session.execute(select(func.max(c.at))).scalar()
+        cache[key] = (first, last)
+    return cache[key]
+
+
 def scans_table(ctx: RuleContext, span: tuple[int, int]) -> bool:
     """True on SQLite when `[span[0], span[1])` covers at least SCAN_SHARE of the time
     between the first and the last transaction (two index seeks tell): see
     `scan_conditions`."""
     if ctx.session.get_bind().dialect.name != "sqlite":
         return False
-    c = _columns(ctx)
-    first = ctx.session.execute(select(func.min(c.at))).scalar()  # one index seek each
-    last = ctx.session.execute(select(func.max(c.at))).scalar()
+    first, last = _time_span(ctx)
     if first is None or last is None:
         return False
     return min(span[1], last + 1) - max(span[0], first) >= SCAN_SHARE * (last + 1 - first)
